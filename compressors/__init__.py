@@ -1,0 +1,9 @@
+"""Compression techniques, one per module, registered by `kind` (see compressors.base.register)."""
+from compressors.base import REGISTRY, Artifact, StageContext, StageError, StageResult, Technique
+
+# One import line per technique: importing a module registers it.
+from compressors import export_onnx  # noqa: E402,F401
+from compressors import optimize_onnx  # noqa: E402,F401
+from compressors import quantize_dynamic  # noqa: E402,F401
+
+__all__ = ["REGISTRY", "Artifact", "StageContext", "StageError", "StageResult", "Technique"]

