@@ -80,8 +80,15 @@ class PipelineSpec(Strict):
     stages: list[StageConfig] = Field(min_length=1)
 
 
+# Characters str.splitlines() breaks on: a key, path or target name holding one must not split the message.
+_LINE_BREAKS = {c: repr(chr(c))[1:-1] for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+
+
 class SpecError(ValueError):
     """One line: file, YAML path (and line) and what is wrong."""
+
+    def __init__(self, message: str):
+        super().__init__(str(message).translate(_LINE_BREAKS))
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,10 @@ def _check_semantics(p: Pipeline, text: str) -> None:
         s = getattr(spec.data, split)
         if s is not None and not s.path.startswith("hf:") and not p.resolve(s.path).is_file():
             raise SpecError(_line(p.file, text, ("data", split, "path"), f"no such file: {p.resolve(s.path)}"))
-    if spec.data.calibration is not None and spec.data.calibration.path == spec.data.eval.path:
+    cal, ev = spec.data.calibration, spec.data.eval
+    local = cal is not None and not cal.path.startswith("hf:") and not ev.path.startswith("hf:")
+    if cal is not None and (cal.path == ev.path  # same file under another spelling (./data/x.tsv, absolute) too
+                            or (local and p.resolve(cal.path).resolve() == p.resolve(ev.path).resolve())):
         raise SpecError(_line(p.file, text, ("data", "calibration", "path"),
                               "calibration must not be the evaluation split (it would leak into the score)"))
     art = p.resolve(spec.artifacts_dir).resolve()
@@ -200,8 +210,14 @@ def _check_semantics(p: Pipeline, text: str) -> None:
             raise SpecError(_line(p.file, text, ("stages", i, "kind"),
                                   f"{st.kind} needs a {' or '.join(tech.accepts)} model but gets {fmt}{hint}"))
         fmt = tech.produces
-    if len(set(names)) != len(names):
-        raise SpecError(_line(p.file, text, ("stages",), "stage names must be unique"))
+    # Repeated kinds get suffixes (stage_names); an explicit name is never renamed, and no two names may clash.
+    bases = [st.name or st.kind for st in spec.stages]
+    for i, st in enumerate(spec.stages):
+        clash = next((j for j in range(i) if names[j] == names[i] or (st.name and bases[j] == st.name)), None)
+        if clash is not None:
+            loc = ("stages", i, "name") if st.name else ("stages", i)
+            raise SpecError(_line(p.file, text, loc, f"stage name {(st.name or names[i])!r} is already used by "
+                                                     f"stages[{clash}]; stage names must be unique"))
 
 
 def _first_error(file: Path, text: str, e: ValidationError) -> str:

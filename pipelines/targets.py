@@ -9,7 +9,7 @@ from importlib import metadata
 from typing import Literal
 
 from packaging.requirements import Requirement
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pipelines import lambda_limits as L
 
@@ -33,11 +33,13 @@ class LambdaTarget(BaseModel):
     timeout_s: int = Field(30, ge=1, le=L.TIMEOUT_S_MAX)
     direct_upload: bool = Field(False, description="zip uploaded without S3: 50 MB zipped limit")
 
-    @model_validator(mode="after")
-    def _direct_upload_needs_zip(self):
-        if self.direct_upload and self.package_type != "zip":
+    @field_validator("direct_upload")
+    @classmethod
+    def _direct_upload_needs_zip(cls, v: bool, info: ValidationInfo) -> bool:
+        # A field validator (not a model validator) so the error points at direct_upload, not the top level.
+        if v and info.data.get("package_type", "zip") != "zip":
             raise ValueError("direct_upload applies to zip packages only")
-        return self
+        return v
 
     @property
     def vcpus(self) -> float:
