@@ -45,7 +45,7 @@ class StageResult:
 
 
 class StageConfigBase(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str | None = None  # display name; defaults to the kind (suffixed when repeated)
 

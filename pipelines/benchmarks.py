@@ -36,22 +36,31 @@ def measure_accuracy(artifact: Artifact, split: Split, max_length: int, batch_si
     }
 
 
-def measure_latency(artifact: Artifact, texts: list[str], max_length: int, threads: int, runs: int,
-                    warmup: int, scale: float = 1.0) -> dict:
-    """Batch-1 calls on real sentences in a fresh session; tokenization is done beforehand so the
-    figure is the model's own time. `scale` converts host-core time into the target's CPU share."""
+def batch1_feeds(artifact: Artifact, texts: list[str], max_length: int) -> list[dict]:
+    """One tokenized sentence per call, as Lambda serves it (no padding)."""
     tok = load_tokenizer(artifact.path)
-    predict = open_predictor(artifact, threads)
-    feeds = [dict(tok(t, truncation=True, max_length=max_length, return_tensors="np")) for t in texts]
+    return [dict(tok(t, truncation=True, max_length=max_length, return_tensors="np")) for t in texts]
+
+
+def time_calls(predict, feeds: list[dict], runs: int, warmup: int = 0, offset: int = 0) -> np.ndarray:
+    """Milliseconds of `runs` calls cycling through `feeds` (after `warmup` untimed calls)."""
     for i in range(warmup):
         predict(feeds[i % len(feeds)])
     times = np.empty(runs)
     for i in range(runs):
-        f = feeds[i % len(feeds)]
+        f = feeds[(offset + i) % len(feeds)]
         t0 = time.perf_counter()
         predict(f)
         times[i] = time.perf_counter() - t0
-    ms = times * 1000 * scale
+    return times * 1000
+
+
+def measure_latency(artifact: Artifact, texts: list[str], max_length: int, threads: int, runs: int,
+                    warmup: int, scale: float = 1.0) -> dict:
+    """Batch-1 calls on real sentences in a fresh session; tokenization is done beforehand so the
+    figure is the model's own time. `scale` converts host-core time into the target's CPU share."""
+    feeds = batch1_feeds(artifact, texts, max_length)
+    ms = time_calls(open_predictor(artifact, threads), feeds, runs, warmup) * scale
     return {
         "latency_p50_ms": round(float(np.percentile(ms, 50)), 4),
         "latency_p95_ms": round(float(np.percentile(ms, 95)), 4),

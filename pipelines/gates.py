@@ -34,7 +34,8 @@ class Verdict:
 
 
 def ceiling_gate(gate: str, value: float, limit: float, unit: str, detail: str = "") -> Verdict:
-    return Verdict(gate, value <= limit, round(value, 4), round(limit, 4), unit, detail)
+    value, limit = round(value, 4), round(limit, 4)  # decide on what is shown, so the text never contradicts
+    return Verdict(gate, value <= limit, value, limit, unit, detail)
 
 
 def accuracy_gate(value: float, baseline: float, max_drop: float, relative: bool, metric: str = "accuracy") -> Verdict:

