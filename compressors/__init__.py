@@ -5,5 +5,8 @@ from compressors.base import REGISTRY, Artifact, StageContext, StageError, Stage
 from compressors import export_onnx  # noqa: E402,F401
 from compressors import optimize_onnx  # noqa: E402,F401
 from compressors import quantize_dynamic  # noqa: E402,F401
+from compressors import quantize_static  # noqa: E402,F401
+from compressors import quantize_weights_int4  # noqa: E402,F401
+from compressors import convert_fp16  # noqa: E402,F401
 
 __all__ = ["REGISTRY", "Artifact", "StageContext", "StageError", "StageResult", "Technique"]

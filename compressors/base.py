@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Format = Literal["pytorch", "onnx"]
 ONNX_FILE = "model.onnx"
@@ -48,6 +48,16 @@ class StageConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str | None = None  # display name; defaults to the kind (suffixed when repeated)
+
+
+class FallbackSpec(BaseModel):
+    """Accuracy-aware fallback for a quantizer: the runner (never the stage) keeps the most sensitive
+    nodes in fp32, one more per trial, until the accuracy drop is within `max_drop`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    max_drop: float | None = Field(None, ge=0, description="points vs the baseline; default: the accuracy gate's")
+    max_trials: int = Field(8, ge=1, le=200)
 
 
 @dataclass(frozen=True)

@@ -20,20 +20,28 @@ def measure_size(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and f.name != "stage.json")
 
 
-def measure_accuracy(artifact: Artifact, split: Split, max_length: int, batch_size: int, threads: int) -> dict:
+def predict_logits(artifact: Artifact, texts: list[str], max_length: int, batch_size: int, threads: int) -> np.ndarray:
     tok = load_tokenizer(artifact.path)
     predict = open_predictor(artifact, threads)
-    preds = []
-    for i in range(0, len(split), batch_size):
-        enc = tok(split.texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length,
+    out = []
+    for i in range(0, len(texts), batch_size):
+        enc = tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length,
                   return_tensors="np")
-        preds.append(predict(dict(enc)).argmax(-1))
-    pred = np.concatenate(preds)
+        out.append(predict(dict(enc)))
+    return np.concatenate(out)
+
+
+def classification_metrics(labels: np.ndarray, logits: np.ndarray) -> dict:
+    pred = logits.argmax(-1)
     return {
-        "accuracy": round(100 * accuracy_score(split.labels, pred), 4),
-        "macro_f1": round(100 * f1_score(split.labels, pred, average="macro"), 4),
-        "eval_samples": len(split),
+        "accuracy": round(100 * accuracy_score(labels, pred), 4),
+        "macro_f1": round(100 * f1_score(labels, pred, average="macro"), 4),
+        "eval_samples": len(labels),
     }
+
+
+def measure_accuracy(artifact: Artifact, split: Split, max_length: int, batch_size: int, threads: int) -> dict:
+    return classification_metrics(split.labels, predict_logits(artifact, split.texts, max_length, batch_size, threads))
 
 
 def batch1_feeds(artifact: Artifact, texts: list[str], max_length: int) -> list[dict]:

@@ -61,10 +61,71 @@ def cmd_report(args) -> int:
     return EXIT_OK if data["best"] else EXIT_NO_CANDIDATE
 
 
+def cmd_sensitivity(args) -> int:
+    from pipelines.runner import Session, open_tracker
+    from pipelines.sensitivity import SensitivityError, analyse, write_table
+
+    s = Session.open(args.file)
+    step = next((st for st in s.steps()[1:] if st.name == args.stage), None)
+    if step is None:
+        raise SensitivityError(f"{args.file}: no stage named {args.stage!r} (stages: {', '.join(s.p.stage_names())})")
+    print(f"sensitivity of {step.name} ({step.kind}) on the evaluation split ({len(s.eval_split)} rows) ...")
+    inp, inp_key = s.materialize(step.index)
+    rows, summary = analyse(s, step, inp, inp_key, s.eval_split, both_ways=True)
+    out = s.run_dir / "sensitivity"
+    csv_path, png_path = out / f"{step.name}.csv", out / f"{step.name}.png"
+    write_table(rows, summary, csv_path, png_path)
+    run_id = open_tracker(s.p).log_report(f"sensitivity-{step.name}", {"stage": step.name, "kind": step.kind},
+                                          summary, [csv_path, png_path])
+    print(f"fp32 {summary['fp32_accuracy']:.2f}%  all quantized {summary['quantized_accuracy']:.2f}%  "
+          f"({summary['nodes']} nodes)")
+    print(f"{'node':48} {'only fp32':>10} {'only int8':>10}")
+    for r in rows:
+        print(f"{r.node[:48]:48} {r.only_fp32_accuracy - summary['quantized_accuracy']:>+10.2f} "
+              f"{r.only_quantized_accuracy - summary['fp32_accuracy']:>+10.2f}")
+    print(f"table {csv_path}, plot {png_path}, MLflow run {run_id}")
+    return EXIT_OK
+
+
 def cmd_train_baseline(args) -> int:
     from pipelines.train_baseline import load_config, train
 
     train(load_config(args.params))
+    return EXIT_OK
+
+
+def cmd_package(args) -> int:
+    from pydantic import ValidationError
+
+    from pipelines.packaging.package import PackageOptions, package
+    from pipelines.spec import SpecError
+
+    try:
+        opts = PackageOptions(format=args.format, arch=args.arch, direct_upload=args.direct_upload or None,
+                              deps_from=args.deps_from, calls=args.calls, ric_calls=args.ric_calls,
+                              torch_baseline=not args.no_torch_baseline, pipeline=args.pipeline, out=args.out,
+                              metrics=args.metrics, cost_csv=args.cost_csv)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise SpecError(f"package: --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
+    result = package(args.best_dir, opts)
+    r = result.report
+    print(f"\n{r['format']} -> {result.out}  ({r['reason']})")
+    m = r["invocation"].get("package")
+    if m:
+        print(f"init {m['init_ms']:.0f} ms | warm p50 {m['p50_ms']:.2f} ms p95 {m['p95_ms']:.2f} ms | "
+              f"peak RSS {m['peak_rss_mb']:.0f} MB | torch+transformers init "
+              f"{r['invocation'].get('torch_baseline', {}).get('init_ms', float('nan')):.0f} ms")
+    rec = (r.get("cost") or {}).get("recommended")
+    if rec:
+        print(f"recommended memory: {rec['memory_mb']} MB {rec['arch']}, ${rec['cost_per_1m_usd']:.2f} "
+              f"per 1M invocations (p95 {rec['latency_p95_ms']:.1f} ms)")
+    elif r.get("cost"):
+        print("no memory setting from 512 to 3,008 MB meets the latency gate")
+    if not result.deployable:
+        _err(f"the {r['format']} will not import on Lambda: {r['problems'][0]}; use --format container "
+             f"(an Amazon Linux 2023 image) or a python 3.12+ target")
+        return EXIT_NO_CANDIDATE
     return EXIT_OK
 
 
@@ -79,9 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument(arg)
         sp.set_defaults(fn=fn)
+    sp = sub.add_parser("sensitivity", help="per-layer quantization sensitivity table and plot for one stage")
+    sp.add_argument("file")
+    sp.add_argument("--stage", required=True, help="stage name (see `lambdaslim validate FILE`)")
+    sp.set_defaults(fn=cmd_sensitivity)
     sp = sub.add_parser("train-baseline", help="fine-tune the baseline classifier (params.yaml: train_baseline)")
     sp.add_argument("--params", default="params.yaml")
     sp.set_defaults(fn=cmd_train_baseline)
+    sp = sub.add_parser("package", help="package the best candidate for Lambda (zip or container image), invoke it "
+                                        "as Lambda would, estimate cost and recommend a memory setting")
+    sp.add_argument("best_dir", help="artifacts/<pipeline>/best")
+    sp.add_argument("--format", choices=["zip", "container", "auto"], default="auto")
+    sp.add_argument("--arch", choices=["x86_64", "arm64"], help="default: the pipeline target's")
+    sp.add_argument("--direct-upload", action="store_true", help="the zip is uploaded without S3 (50 MB zipped)")
+    sp.add_argument("--pipeline", help="pipeline file (default: configs/pipelines/<run dir name>.yaml)")
+    sp.add_argument("--deps-from", choices=["pypi", "venv"], default="pypi",
+                    help="pypi: wheels for the Lambda platform; venv: copy this venv's (same Python and arch only)")
+    sp.add_argument("--calls", type=int, default=200, help="warm invocations over evaluation sentences")
+    sp.add_argument("--ric-calls", type=int, default=50, help="invocations through awslambdaric (0 to skip)")
+    sp.add_argument("--no-torch-baseline", action="store_true", help="skip the torch+transformers handler")
+    sp.add_argument("--out", help="package directory (default: <run dir>/package)")
+    sp.add_argument("--metrics", help="metrics file (default: <run dir>/package-metrics.json)")
+    sp.add_argument("--cost-csv", help="cost table (default: <run dir>/package-cost.csv)")
+    sp.set_defaults(fn=cmd_package)
     return ap
 
 
@@ -89,11 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from compressors.base import StageError
     from pipelines.data import DataError
+    from pipelines.sensitivity import SensitivityError
     from pipelines.spec import SpecError
 
     try:
         return args.fn(args)
-    except (SpecError, DataError) as e:
+    except (SpecError, DataError, SensitivityError) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
     except StageError as e:

@@ -15,3 +15,15 @@ PRICE_PER_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
 PRICE_PER_REQUEST = 0.20 / 1_000_000
 # The AWS Lambda Python base image (public.ecr.aws/lambda/python:3.11) unpacks to roughly this much.
 CONTAINER_BASE_IMAGE_MB = 600
+# The OS under each managed Python runtime and its AWS base image, with that OS's glibc: wheels tagged
+# for a newer glibc (manylinux_2_28 ...) fail to import there. 3.10-3.11 run on Amazon Linux 2, 3.12+ on 2023.
+RUNTIME_OS = {
+    "3.10": ("Amazon Linux 2", (2, 26)),
+    "3.11": ("Amazon Linux 2", (2, 26)),
+    "3.12": ("Amazon Linux 2023", (2, 34)),
+    "3.13": ("Amazon Linux 2023", (2, 34)),
+}
+PYTHON_BASE_IMAGE = "public.ecr.aws/lambda/python:{python}"
+OS_ONLY_BASE_IMAGE = "public.ecr.aws/lambda/provided:al2023"  # Amazon Linux 2023, glibc 2.34
+OS_ONLY_GLIBC = (2, 34)
+BILLED_MS_GRANULARITY = 1  # duration is billed rounded up to the millisecond

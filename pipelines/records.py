@@ -23,6 +23,8 @@ class Candidate:
     stage_info: dict = field(default_factory=dict)
     gates: list[Verdict] = field(default_factory=list)
     cached: bool = False  # the stage output came from an earlier run
+    trial: int | None = None  # accuracy-aware fallback trial number (None for a stage's own result)
+    config_key: str = ""  # full digest of (input, config, code): the next stage's input key
 
     @property
     def passed(self) -> bool:

@@ -1,14 +1,16 @@
 """Run a pipeline: for the baseline and after every stage, benchmark -> gate -> track; then select."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from compressors import REGISTRY, Artifact, StageContext
+from compressors.base import StageConfigBase, Technique
 from pipelines import benchmarks
 from pipelines.data import Split, load_split
 from pipelines.digest import digest_dir, digest_json
@@ -30,63 +32,155 @@ class RunResult:
     parent_run_id: str
 
 
+@dataclass
+class Step:
+    index: int  # 0 = baseline
+    name: str
+    kind: str
+    cfg: StageConfigBase | None
+
+
+@dataclass
+class Session:
+    """A loaded pipeline with its data, ready to run stages, measure and gate candidates."""
+
+    p: Pipeline
+    eval_split: Split
+    calibration: Split | None
+    ctx: StageContext
+    candidates: list[Candidate] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, file: str | Path) -> "Session":
+        p = load_pipeline(file)
+        d = p.spec.data
+        eval_split = _split(p, d.eval, p.spec.model.label_names)
+        calibration = _split(p, d.calibration, p.spec.model.label_names) if d.calibration else None
+        ctx = StageContext(sample_texts=(calibration or eval_split).texts[:64], max_length=d.max_length,
+                           calibration=calibration)
+        return cls(p, eval_split, calibration, ctx)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.p.run_dir
+
+    @property
+    def stage_store(self) -> Path:
+        """Shared by every pipeline of the project: the same (input, config, code) is computed once."""
+        return self.p.resolve(self.p.spec.artifacts_dir) / "stages"
+
+    def steps(self) -> list[Step]:
+        spec = self.p.spec
+        return [Step(0, "baseline", "baseline", None)] + [
+            Step(i + 1, n, s.kind, s) for i, (n, s) in enumerate(zip(self.p.stage_names(), spec.stages))]
+
+    def baseline(self) -> tuple[Artifact, str]:
+        model_dir = _model_dir(self.p)
+        return Artifact(model_dir, "pytorch"), digest_dir(model_dir)
+
+    def stage_key(self, input_key: str, tech: Technique, cfg: StageConfigBase) -> str:
+        spec = self.p.spec
+        return digest_json({"input": input_key, "config": cfg.model_dump(mode="json", exclude={"name", "fallback"}),
+                            "code": tech.code_version, "max_length": spec.data.max_length,
+                            "calibration": spec.data.calibration and spec.data.calibration.model_dump()})
+
+    def execute(self, step: Step, cfg: StageConfigBase, inp: Artifact, input_key: str,
+                folder: Path | None = None) -> tuple[Artifact, str, dict, bool]:
+        """Run (or reuse) one stage; returns (artifact, key, info, cached)."""
+        tech = REGISTRY[step.kind]
+        key = self.stage_key(input_key, tech, cfg)
+        out = (folder or self.stage_store) / f"{step.kind}-{key[:16]}"
+        info, cached = _run_stage(tech, cfg, inp, out, self.ctx)
+        return Artifact(out, tech.produces), key, info, cached
+
+    def materialize(self, upto: int) -> tuple[Artifact, str]:
+        """The input artifact of step `upto`, running (or reusing) every stage before it."""
+        artifact, key = self.baseline()
+        for step in self.steps()[1:upto]:
+            artifact, key, _, _ = self.execute(step, step.cfg, artifact, key)
+        return artifact, key
+
+    def measure(self, step: Step, artifact: Artifact, key: str, cfg, info: dict) -> Candidate:
+        p, spec = self.p, self.p.spec
+        budgets = budgets_for(p.target, artifact.format)
+        bench_key = digest_json({"artifact": key, "benchmark": spec.benchmark.model_dump(),
+                                 "eval": spec.data.eval.model_dump(), "threads": budgets.threads,
+                                 "scale": budgets.latency_scale, "max_length": spec.data.max_length})
+        cache_dir = artifact.path if step.index else self.run_dir / "baseline"
+        cache = cache_dir / f"bench-{bench_key[:12]}.json"
+        if cache.exists():
+            metrics = json.loads(cache.read_text())
+        else:
+            metrics = measure(artifact, self.eval_split, spec, budgets.threads, budgets.latency_scale)
+            write_json_atomic(cache, metrics)
+        size = benchmarks.measure_size(artifact.path)
+        metrics |= {"size_bytes": size, "size_mb": round(size / 1e6, 3)}
+        cand = Candidate(stage=step.name, kind=step.kind, index=step.index, path=str(artifact.path),
+                         format=artifact.format, size_bytes=size, config_digest=key[:16],
+                         config=cfg.model_dump(mode="json") if cfg is not None else {"model": spec.model.path},
+                         metrics=metrics, stage_info=info, config_key=key)
+        baseline = self.candidates[0].metrics if self.candidates else metrics
+        cand.gates = evaluate_gates(p, metrics, baseline, budgets)
+        return cand
+
+
 def run_pipeline(file: str | Path, tracker: Tracker | None = None,
                  progress: Callable[[str], None] = print) -> RunResult:
-    p = load_pipeline(file)
-    spec = p.spec
-    tracker = tracker or MlflowTracker(default_tracking_uri(p.root), spec.tracking.experiment or p.name,
-                                       p.root / "mlartifacts")
-    eval_split = _split(p, spec.data.eval, spec.model.label_names)
-    calibration = _split(p, spec.data.calibration, spec.model.label_names) if spec.data.calibration else None
-    ctx = StageContext(sample_texts=(calibration or eval_split).texts[:64], max_length=spec.data.max_length,
-                       calibration=calibration)
-    run_dir = p.run_dir
-    (run_dir / "stages").mkdir(parents=True, exist_ok=True)
+    from pipelines.fallback import repair_accuracy
+
+    s = Session.open(file)
+    p, spec = s.p, s.p.spec
+    tracker = tracker or open_tracker(p)
+    s.stage_store.mkdir(parents=True, exist_ok=True)
     progress(f"pipeline {p.name}: {len(spec.stages)} stage(s), target {p.target.name} "
              f"({budgets_for(p.target, 'onnx').describe()})")
-
     parent = tracker.start_pipeline(p.name, {
         "pipeline_file": str(p.file), "target": p.target.name, "memory_mb": p.target.memory_mb,
         "architecture": p.target.architecture, "package_type": p.target.package_type,
-        "vcpus": round(p.target.vcpus, 3), "eval_samples": len(eval_split), "stages": ",".join(p.stage_names()),
+        "vcpus": round(p.target.vcpus, 3), "eval_samples": len(s.eval_split), "stages": ",".join(p.stage_names()),
     }, {"lambdaslim.target": p.target.name})
-    candidates: list[Candidate] = []
-    failed = True
+    failed, best = True, None
     try:
-        model_dir = _model_dir(p)
-        artifact = Artifact(model_dir, "pytorch")
-        key = digest_dir(model_dir)
-        steps = [("baseline", "baseline", None)] + list(zip(p.stage_names(), [s.kind for s in spec.stages], spec.stages))
-        for index, (name, kind, cfg) in enumerate(steps):
+        artifact, key = s.baseline()
+        steps = s.steps()
+        for step in steps:
             t0 = time.perf_counter()
-            progress(f"[{index + 1}/{len(steps)}] {name} ...")
-            info, cached = {}, True
-            if cfg is not None:
-                tech = REGISTRY[kind]
-                key = digest_json({"input": key, "config": cfg.model_dump(mode="json", exclude={"name"}),
-                                   "code": tech.code_version, "max_length": spec.data.max_length,
-                                   "calibration": spec.data.calibration and spec.data.calibration.model_dump()})
-                out = run_dir / "stages" / f"{index:02d}-{kind}-{key[:12]}"
-                info, cached = _run_stage(tech, cfg, artifact, out, ctx)
-                artifact = Artifact(out, tech.produces)
-            cand = _measure(p, name, kind, index, artifact, key, cfg, info, eval_split, candidates)
-            cand.cached = cached and cfg is not None
-            candidates.append(cand)
-            record = write_candidate(run_dir, cand)
-            tracker.log_candidate(cand, record, artifact.path if spec.tracking.log_models else None)
-            progress(f"[{index + 1}/{len(steps)}] {name}: {_summary(cand, candidates[0])} "
+            progress(f"[{step.index + 1}/{len(steps)}] {step.name} ...")
+            info, cached, trials = {}, False, []
+            if step.cfg is not None:
+                inp, inp_key = artifact, key
+                artifact, key, info, cached = s.execute(step, step.cfg, inp, inp_key)
+            cand = s.measure(step, artifact, key, step.cfg, info)
+            cand.cached = cached
+            if getattr(step.cfg, "fallback", None) is not None and not _accuracy_passed(cand):
+                cand, trials = repair_accuracy(s, step, cand, inp, inp_key, progress)
+                artifact, key = Artifact(Path(cand.path), cand.format), cand.config_key
+            s.candidates.append(cand)
+            record = write_candidate(s.run_dir, cand)
+            run_id = tracker.log_candidate(cand, record, artifact.path if spec.tracking.log_models else None)
+            for trial in trials:
+                tracker.log_candidate(trial, write_candidate(s.run_dir, trial, suffix=f"trial{trial.trial}"),
+                                      None, parent_run_id=run_id)
+            progress(f"[{step.index + 1}/{len(steps)}] {step.name}: {_summary(cand, s.candidates[0])} "
                      f"({time.perf_counter() - t0:.1f}s{', cached' if cand.cached else ''})")
-        best = select_best(candidates, spec.objective)
+        best = select_best(s.candidates, spec.objective)
         if best is not None:
-            write_best(run_dir, best)
-        write_dvc_outputs(run_dir, p.name, candidates, best, parent)
+            write_best(s.run_dir, best)
+        write_dvc_outputs(s.run_dir, p.name, s.candidates, best, parent)
         failed = False
     finally:
-        passed = [c for c in candidates if c.passed]
-        best_name = select_best(candidates, spec.objective).stage if passed and not failed else ""
-        tracker.end_pipeline({"candidates": len(candidates), "candidates_passed": len(passed)},
-                             {"lambdaslim.selected": best_name or "none"}, failed)
-    return RunResult(p.name, run_dir, candidates, best, parent)
+        passed = [c for c in s.candidates if c.passed]
+        tracker.end_pipeline({"candidates": len(s.candidates), "candidates_passed": len(passed)},
+                             {"lambdaslim.selected": best.stage if best else "none"}, failed)
+    return RunResult(p.name, s.run_dir, s.candidates, best, parent)
+
+
+def open_tracker(p: Pipeline) -> MlflowTracker:
+    return MlflowTracker(default_tracking_uri(p.root), p.spec.tracking.experiment or p.name, p.root / "mlartifacts")
+
+
+def _accuracy_passed(c: Candidate) -> bool:
+    return all(v.passed for v in c.gates if v.gate == "accuracy")
 
 
 def _split(p: Pipeline, s, label_names) -> Split:
@@ -104,17 +198,15 @@ def _model_dir(p: Pipeline) -> Path:
     return Path(resolved) if resolved != ref else p.resolve(ref)
 
 
-def _run_stage(tech, cfg, inp: Artifact, out: Path, ctx: StageContext) -> tuple[dict, bool]:
+def _run_stage(tech: Technique, cfg, inp: Artifact, out: Path, ctx: StageContext) -> tuple[dict, bool]:
     """Run one technique into a temporary folder and rename it into place only when complete."""
     if (out / "stage.json").exists():
-        import json
-
         return json.loads((out / "stage.json").read_text())["info"], True
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     result = tech.fn(cfg, inp, tmp, ctx)
-    info = {k: v for k, v in result.info.items()}
+    info = dict(result.info)
     write_json_atomic(tmp / "stage.json", {"kind": tech.kind, "config": cfg.model_dump(mode="json"),
                                            "code_version": tech.code_version, "input": str(inp.path), "info": info})
     try:
@@ -122,33 +214,6 @@ def _run_stage(tech, cfg, inp: Artifact, out: Path, ctx: StageContext) -> tuple[
     except OSError:  # another run finished the same stage first: keep theirs, it is identical
         shutil.rmtree(tmp, ignore_errors=True)
     return info, False
-
-
-def _measure(p: Pipeline, name: str, kind: str, index: int, artifact: Artifact, key: str, cfg, info: dict,
-             eval_split: Split, earlier: list[Candidate]) -> Candidate:
-    spec = p.spec
-    budgets = budgets_for(p.target, artifact.format)
-    bench_key = digest_json({"artifact": key, "benchmark": spec.benchmark.model_dump(),
-                             "eval": spec.data.eval.model_dump(), "threads": budgets.threads,
-                             "scale": budgets.latency_scale, "max_length": spec.data.max_length})
-    cache_dir = artifact.path if index else p.run_dir / "baseline"
-    cache = cache_dir / f"bench-{bench_key[:12]}.json"
-    if cache.exists():
-        import json
-
-        metrics = json.loads(cache.read_text())
-    else:
-        metrics = measure(artifact, eval_split, spec, budgets.threads, budgets.latency_scale)
-        write_json_atomic(cache, metrics)
-    size = benchmarks.measure_size(artifact.path)
-    metrics |= {"size_bytes": size, "size_mb": round(size / 1e6, 3)}
-    cand = Candidate(stage=name, kind=kind, index=index, path=str(artifact.path), format=artifact.format,
-                     size_bytes=size, config_digest=key[:16],
-                     config=cfg.model_dump(mode="json") if cfg is not None else {"model": spec.model.path},
-                     metrics=metrics, stage_info=info)
-    baseline = earlier[0].metrics if earlier else metrics
-    cand.gates = evaluate_gates(p, metrics, baseline, budgets)
-    return cand
 
 
 def measure(artifact: Artifact, split: Split, spec, threads: int, scale: float) -> dict:
@@ -179,8 +244,8 @@ def evaluate_gates(p: Pipeline, m: dict, base: dict, budgets) -> list[Verdict]:
     return verdicts
 
 
-def write_candidate(run_dir: Path, cand: Candidate) -> Path:
-    path = run_dir / "candidates" / f"{cand.index:02d}-{cand.stage}.json"
+def write_candidate(run_dir: Path, cand: Candidate, suffix: str = "") -> Path:
+    path = run_dir / "candidates" / f"{cand.index:02d}-{cand.stage}{'-' + suffix if suffix else ''}.json"
     write_json_atomic(path, cand.to_dict())
     return path
 

@@ -15,8 +15,10 @@ from pipelines import lambda_limits as L
 
 # What a deployed handler installs for each artifact format: (distribution, with its dependencies).
 # tokenizers goes in without huggingface-hub: the handler reads tokenizer.json and never downloads.
+# onnxruntime goes in without its declared dependencies: importing it needs numpy only (flatbuffers,
+# packaging, protobuf serve its offline tools). Powertools is the handler's logging and metrics.
 RUNTIME_DISTRIBUTIONS = {
-    "onnx": (("onnxruntime", True), ("tokenizers", False)),
+    "onnx": (("onnxruntime", False), ("numpy", True), ("tokenizers", False), ("aws-lambda-powertools", True)),
     "pytorch": (("torch", True), ("transformers", True)),
 }
 
@@ -88,11 +90,21 @@ def budgets_for(target: LambdaTarget, fmt: str) -> Budgets:
 
 @lru_cache(maxsize=None)
 def runtime_bytes(fmt: str) -> int:
-    """Installed size of the handler's dependency closure for this format (measured on this machine;
-    Lambda's manylinux wheels of the same versions are within a few percent)."""
+    """Installed size of the handler's dependency closure for this format, less what packages leave out
+    (pipelines.packaging.slim), measured on this machine; Lambda's manylinux wheels of the same versions
+    are within a few percent."""
+    from pipelines.packaging.slim import is_pruned
+
+    dists, _ = runtime_closure(fmt)
+    return sum(f.size or 0 for d in dists for f in d.files or []
+               if not str(f).startswith("..") and not is_pruned(str(f)))
+
+
+def runtime_closure(fmt: str) -> tuple[list[metadata.Distribution], list[str]]:
+    """The installed distributions a handler of this format needs, and the names not installed here."""
     seen: set[str] = set()
     todo = list(RUNTIME_DISTRIBUTIONS[fmt])
-    total = 0
+    found, missing = [], []
     while todo:
         name, with_deps = todo.pop()
         name = name.lower().replace("_", "-")
@@ -102,10 +114,11 @@ def runtime_bytes(fmt: str) -> int:
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
+            missing.append(name)
             continue
-        total += sum(f.size or 0 for f in dist.files or [] if "__pycache__" not in str(f))
+        found.append(dist)
         for req in dist.requires or [] if with_deps else []:
             r = Requirement(req)
             if r.marker is None or r.marker.evaluate({"extra": ""}):
                 todo.append((r.name, True))
-    return total
+    return sorted(found, key=lambda d: d.metadata["Name"].lower()), missing

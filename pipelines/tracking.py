@@ -19,7 +19,9 @@ BENCHMARK_METRICS = ("accuracy", "macro_f1", "size_bytes", "size_mb", "latency_p
 
 class Tracker(Protocol):
     def start_pipeline(self, name: str, params: dict, tags: dict) -> str: ...
-    def log_candidate(self, cand: Candidate, record_file: Path, model_dir: Path | None) -> str: ...
+    def log_candidate(self, cand: Candidate, record_file: Path, model_dir: Path | None,
+                      parent_run_id: str | None = None) -> str: ...
+    def log_report(self, name: str, params: dict, metrics: dict, files: list[Path]) -> str: ...
     def end_pipeline(self, metrics: dict, tags: dict, failed: bool) -> None: ...
 
 
@@ -29,7 +31,11 @@ class NullTracker:
     def start_pipeline(self, name: str, params: dict, tags: dict) -> str:
         return ""
 
-    def log_candidate(self, cand: Candidate, record_file: Path, model_dir: Path | None) -> str:
+    def log_candidate(self, cand: Candidate, record_file: Path, model_dir: Path | None,
+                      parent_run_id: str | None = None) -> str:
+        return ""
+
+    def log_report(self, name: str, params: dict, metrics: dict, files: list[Path]) -> str:
         return ""
 
     def end_pipeline(self, metrics: dict, tags: dict, failed: bool) -> None:
@@ -62,11 +68,13 @@ class MlflowTracker:
         self._log_params(self.parent_id, params)
         return self.parent_id
 
-    def log_candidate(self, cand: Candidate, record_file: Path, model_dir: Path | None) -> str:
+    def log_candidate(self, cand: Candidate, record_file: Path, model_dir: Path | None,
+                      parent_run_id: str | None = None) -> str:
         from mlflow.entities import Metric
 
-        run = self.client.create_run(self.experiment_id, run_name=cand.stage, tags={
-            "mlflow.parentRunId": self.parent_id,
+        name = cand.stage if cand.trial is None else f"{cand.stage}/trial-{cand.trial}"
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={
+            "mlflow.parentRunId": parent_run_id or self.parent_id,
             "lambdaslim.stage": cand.stage, "lambdaslim.kind": cand.kind, "lambdaslim.format": cand.format,
             "lambdaslim.cached": str(cand.cached).lower(),
             "gates.passed": str(cand.passed).lower(),
@@ -83,6 +91,20 @@ class MlflowTracker:
         self.client.log_artifact(rid, str(record_file))
         if model_dir is not None:
             self.client.log_artifacts(rid, str(model_dir), artifact_path="model")
+        self.client.set_terminated(rid, "FINISHED")
+        return rid
+
+    def log_report(self, name: str, params: dict, metrics: dict, files: list[Path]) -> str:
+        """A standalone run for a diagnosis (e.g. per-layer sensitivity): params, metrics, files."""
+        from mlflow.entities import Metric
+
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"lambdaslim.report": name})
+        rid = run.info.run_id
+        self._log_params(rid, params)
+        now = int(time.time() * 1000)
+        self.client.log_batch(rid, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        for f in files:
+            self.client.log_artifact(rid, str(f))
         self.client.set_terminated(rid, "FINISHED")
         return rid
 

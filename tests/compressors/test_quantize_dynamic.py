@@ -1,7 +1,10 @@
 import numpy as np
+import onnx
+import pytest
 
+from compressors import StageError
 from compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
-from compressors.quantize_dynamic import QuantizeDynamicConfig, quantize_dynamic
+from compressors.quantize_dynamic import QuantizeDynamicConfig, quantizable_nodes, quantize_dynamic
 from tests.compressors.helpers import onnx_logits, op_types
 from tests.conftest import stage_context
 
@@ -28,11 +31,24 @@ def test_quantizing_a_fused_graph_works(tiny_onnx, tmp_path):
 def test_op_types_and_exclusions_limit_what_is_quantized(tiny_onnx, tmp_path):
     everything = quantize_dynamic(QuantizeDynamicConfig(kind="quantize_dynamic"), tiny_onnx, tmp_path / "a",
                                   stage_context())
-    import onnx
-
     first_matmul = next(n.name for n in onnx.load(str(tiny_onnx.onnx_file)).graph.node if n.op_type == "MatMul")
     fewer = quantize_dynamic(QuantizeDynamicConfig(kind="quantize_dynamic", op_types=["MatMul"],
                                                    exclude_nodes=[first_matmul]), tiny_onnx, tmp_path / "b",
                              stage_context())
     assert fewer.info["quantized_nodes"] < everything.info["quantized_nodes"]
     assert "MatMul" in op_types(fewer.artifact)  # the excluded node stayed fp32
+
+
+def test_quantizable_nodes_and_include_nodes(tiny_onnx, tmp_path):
+    kinds = {n.name: n.op_type for n in onnx.load(str(tiny_onnx.onnx_file)).graph.node}
+    nodes = quantizable_nodes(tiny_onnx, QuantizeDynamicConfig(kind="quantize_dynamic", op_types=["MatMul"]))
+    assert len(nodes) == 12 and {kinds[n] for n in nodes} == {"MatMul"}  # weight MatMuls, not q.k or attn.v
+    one = quantize_dynamic(QuantizeDynamicConfig(kind="quantize_dynamic", include_nodes=[nodes[0]]), tiny_onnx,
+                           tmp_path / "one", stage_context())
+    graph = onnx.load(str(one.artifact.onnx_file)).graph
+    assert sum(1 for n in graph.node if n.op_type == "MatMulInteger") == 1
+    assert nodes[0] not in {n.name for n in graph.node if n.op_type == "MatMul"}
+    with pytest.raises(StageError, match="include_nodes names 1 node") as err:
+        quantize_dynamic(QuantizeDynamicConfig(kind="quantize_dynamic", include_nodes=["typo"]), tiny_onnx,
+                         tmp_path / "bad", stage_context())
+    assert "\n" not in str(err.value)

@@ -61,7 +61,7 @@ def test_best_and_dvc_outputs_are_written(make_project, mlflow_uri):
 def test_rerun_skips_finished_stages(make_project, mlflow_uri, capsys):
     file = make_project(STAGES_ALL)
     assert main(["run", str(file)]) == 0
-    stage_dirs = sorted((file.parents[2] / "artifacts" / "tiny" / "stages").iterdir())
+    stage_dirs = sorted((file.parents[2] / "artifacts" / "stages").iterdir())
     mtimes = [(d / "stage.json").stat().st_mtime_ns for d in stage_dirs]
     capsys.readouterr()
     assert main(["run", str(file)]) == 0
@@ -96,3 +96,15 @@ def test_report_prints_the_candidate_table(make_project, mlflow_uri, capsys):
     assert main(["report", str(file.parents[2] / "artifacts" / "tiny")]) == 0
     out = capsys.readouterr().out
     assert "export_onnx" in out and "speed-up" in out and "* selected" in out
+
+
+def test_two_pipelines_share_a_common_prefix(make_project, mlflow_uri, capsys):
+    first = make_project("  - kind: export_onnx\n", name="first")
+    second = make_project("  - kind: export_onnx\n  - kind: quantize_dynamic\n", name="second")
+    assert main(["run", str(first)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(second)]) == 0
+    out = capsys.readouterr().out
+    assert "[2/3] export_onnx:" in out and "cached" in out.split("[2/3] export_onnx:")[1].splitlines()[0]
+    store = first.parents[2] / "artifacts" / "stages"
+    assert sorted(d.name.split("-")[0] for d in store.iterdir()) == ["export_onnx", "quantize_dynamic"]

@@ -1,0 +1,95 @@
+"""Weight-only int4 quantization of MatMul weights with ONNX Runtime's MatMulNBits: each block of
+`block_size` weights along the input dimension gets its own scale (and zero point when asymmetric);
+activations stay float and the kernel dequantizes on the fly. No calibration data is needed.
+
+Reference: Dettmers & Zettlemoyer, 2023, "The case for 4-bit precision: k-bit Inference Scaling Laws"
+(ICML); blockwise round-to-nearest as in Frantar et al., 2023, "GPTQ" (ICLR), baseline RTN.
+
+Only MatMul nodes whose weight is a 2-D constant are quantized. On a graph fused by optimize_onnx the
+Q/K/V projections live inside Attention nodes, so only the remaining MatMuls (attention output, FFN)
+become MatMulNBits; the count is recorded.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import onnx
+from pydantic import Field, field_validator
+
+from compressors.base import Artifact, FallbackSpec, StageConfigBase, StageContext, StageError, StageResult, copy_side_files, register
+from compressors.quantize_dynamic import check_node_names
+
+
+class QuantizeWeightsInt4Config(StageConfigBase):
+    kind: Literal["quantize_weights_int4"] = "quantize_weights_int4"
+    block_size: int = Field(32, ge=16, le=256, description="weights per scale along K; a power of 2")
+    symmetric: bool = True
+    accuracy_level: int | None = Field(None, ge=0, le=4, description="MatMulNBits compute type: 0 unset, "
+                                       "1 fp32, 2 fp16, 3 bf16, 4 int8 activations")
+    exclude_nodes: list[str] = []
+    fallback: FallbackSpec | None = None  # read by the runner only: accuracy-aware fallback
+    include_nodes: list[str] | None = Field(None, description="quantize only these nodes (per-node sensitivity)")
+
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"block_size must be a power of 2 (16, 32, 64, 128 or 256), not {v}")
+        return v
+
+
+def quantizable_nodes(artifact: Artifact, cfg: QuantizeWeightsInt4Config) -> list[str]:
+    """MatMul nodes with a constant 2-D weight this config would quantize (include/exclude applied)."""
+    model = onnx.load(str(artifact.onnx_file), load_external_data=False)
+    return [n for n in _matmuls_2d(model)
+            if n not in cfg.exclude_nodes and (cfg.include_nodes is None or n in cfg.include_nodes)]
+
+
+@register(QuantizeWeightsInt4Config, accepts=("onnx",), produces="onnx")
+def quantize_weights_int4(cfg: QuantizeWeightsInt4Config, inp: Artifact, out: Path, ctx: StageContext) -> StageResult:
+    from onnxruntime.quantization import QuantFormat
+
+    MatMulNBitsQuantizer = _import_quantizer()
+    model = onnx.load(str(inp.onnx_file))
+    check_node_names("quantize_weights_int4", model, cfg.exclude_nodes, cfg.include_nodes)
+    candidates = _matmuls_2d(model)
+    exclude = set(cfg.exclude_nodes)
+    if cfg.include_nodes is not None:  # ORT's nodes_to_include adds to the op types; "only these" is exclusion
+        exclude |= set(candidates) - set(cfg.include_nodes)
+    quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=cfg.block_size, is_symmetric=cfg.symmetric,
+                                     accuracy_level=cfg.accuracy_level, nodes_to_exclude=sorted(exclude),
+                                     quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",))
+    quantizer.process()
+    produced = sum(1 for n in quantizer.model.model.graph.node if n.op_type == "MatMulNBits")
+    if produced == 0:
+        raise StageError(f"quantize_weights_int4: no MatMul with a constant 2-D weight to quantize "
+                         f"({len(candidates)} candidate(s), {len(exclude & set(candidates))} excluded)")
+    copy_side_files(inp.path, out)
+    quantizer.model.save_model_to_file(str(out / "model.onnx"), use_external_data_format=False)
+    return StageResult(Artifact(out, "onnx"), {
+        "matmulnbits_nodes": produced, "matmul_fp32_nodes": len(_matmuls_2d(quantizer.model.model)),
+        "block_size": cfg.block_size, "symmetric": cfg.symmetric, "accuracy_level": cfg.accuracy_level})
+
+
+def _import_quantizer():
+    """Import MatMulNBitsQuantizer without its side effects: at import it runs logging.basicConfig(level=INFO)
+    on the root logger (every library's INFO records would then print) and logs a line per node."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onnxruntime.quantization import matmul_nbits_quantizer
+
+    if not handlers:  # basicConfig only acts on an unconfigured root: undo exactly that
+        for h in root.handlers[:]:
+            root.removeHandler(h)
+        root.setLevel(level)
+    matmul_nbits_quantizer.logger.setLevel(logging.WARNING)
+    return matmul_nbits_quantizer.MatMulNBitsQuantizer
+
+
+def _matmuls_2d(model: onnx.ModelProto) -> list[str]:
+    """MatMuls whose weight (input B) is a 2-D float initializer: what MatMulNBits can take."""
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+    two_d = {t.name for t in model.graph.initializer if len(t.dims) == 2 and t.data_type in floats}
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in two_d]

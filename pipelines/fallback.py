@@ -1,0 +1,65 @@
+"""Accuracy-aware fallback: when a quantizer's accuracy gate fails, keep its most sensitive nodes in
+fp32, one more per trial, until the drop is within bounds or the trials run out.
+
+Nodes are ranked on a split other than the evaluation split when the pipeline has one (train, then
+calibration), so the gate is not tuned on the data that judges it.
+"""
+from __future__ import annotations
+
+from compressors import Artifact
+from pipelines.records import Candidate
+from pipelines.sensitivity import analyse
+
+
+def repair_accuracy(session, step, failed: Candidate, inp: Artifact, inp_key: str, progress) -> tuple[Candidate, list[Candidate]]:
+    fb = step.cfg.fallback
+    gate = session.p.spec.gates.accuracy
+    target = fb.max_drop if fb.max_drop is not None else gate.max_drop
+    base = session.candidates[0].metrics[gate.metric]
+    ranking_name, ranking = _ranking_split(session)
+    progress(f"    fallback: {step.name} drops {base - failed.metrics[gate.metric]:.2f} pt > {target} pt; "
+             f"ranking nodes on the {ranking_name} split ({len(ranking)} rows)")
+    rows, _ = analyse(session, step, inp, inp_key, ranking, both_ways=False)
+    excluded = list(getattr(step.cfg, "exclude_nodes", []))
+    trials: list[Candidate] = []
+    best = failed
+    for t, row in enumerate(rows[: fb.max_trials], start=1):
+        excluded.append(row.node)
+        cfg = step.cfg.model_copy(update={"exclude_nodes": list(excluded)})
+        artifact, key, info, cached = session.execute(step, cfg, inp, inp_key)
+        cand = session.measure(step, artifact, key, cfg, info | {"fallback_trial": t, "excluded_nodes": len(excluded)})
+        cand.trial, cand.cached = t, cached
+        drop = base - cand.metrics[gate.metric]
+        trials.append(cand)
+        progress(f"    trial {t}: +fp32 {row.node} -> {gate.metric} {cand.metrics[gate.metric]:.2f} (drop {drop:.2f})")
+        best = cand
+        if drop <= target + 1e-9:
+            break
+    final = _copy_as_result(best, failed, excluded, trials, ranking_name, target, base, gate.metric)
+    return final, trials
+
+
+def _ranking_split(session):
+    train = session.p.spec.data.train
+    if train is not None:
+        from pipelines.runner import _split
+
+        return "train", _split(session.p, train, session.p.spec.model.label_names).head(1024)
+    if session.calibration is not None:
+        return "calibration", session.calibration
+    return "eval (no train or calibration split declared)", session.eval_split
+
+
+def _copy_as_result(best: Candidate, failed: Candidate, excluded: list[str], trials: list[Candidate],
+                    ranking: str, target: float, base: float, metric: str) -> Candidate:
+    """The stage's own record: the last trial's artifact, naming every excluded node and each trial's score."""
+    d = best.to_dict()
+    d["trial"] = None
+    d["stage_info"] = dict(best.stage_info) | {
+        "fallback_excluded_nodes": excluded[: len(trials)] if trials else [],
+        "fallback_trials": [{"trial": c.trial, "excluded": excluded[: c.trial],
+                             metric: c.metrics[metric], "drop": round(base - c.metrics[metric], 4)} for c in trials],
+        "fallback_target_drop": target, "fallback_ranking_split": ranking,
+        "fallback_initial_" + metric: failed.metrics[metric],
+    }
+    return Candidate.from_dict(d)
