@@ -29,7 +29,13 @@ from pipelines.spec import load_pipeline
 
 
 def report(pipeline: str) -> dict:
-    p = load_pipeline(f"configs/pipelines/{pipeline}.yaml")
+    """The pipeline's last run; runs it first when it has never run (stages already done are reused)."""
+    file = f"configs/pipelines/{pipeline}.yaml"
+    p = load_pipeline(file)
+    if not (p.run_dir / "report.json").exists():
+        from pipelines.runner import run_pipeline
+
+        run_pipeline(file)
     return json.loads((p.run_dir / "report.json").read_text())
 
 

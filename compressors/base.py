@@ -36,6 +36,7 @@ class StageContext:
     max_length: int
     calibration: object | None = None  # pipelines.data.Split when the pipeline declares one
     threads: int = 1
+    cache_dir: Path | None = None  # runner-owned scratch a technique may memoize input-keyed work in
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ read or write them stay fp32, so minmax, entropy and percentile all work on unfu
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import shutil
 import io
 import tempfile
 import threading
@@ -78,9 +81,23 @@ def quantize_static(cfg: QuantizeStaticConfig, inp: Artifact, out: Path, ctx: St
         check_node_names("quantize_static", model, cfg.exclude_nodes, cfg.include_nodes)
         mask_tensors, mask_nodes = _mask_path(model)
         reader = _TextBatches(inp.path, ctx.calibration.texts[:n], model, cfg.calibration_batch_size, ctx.max_length)
-        with _PeakRss() as rss:
-            ranges = _calibrate(model_file, Path(tmp), method, op_types, mask_tensors, reader)
-        save_tensors_data(ranges, Path(tmp) / "ranges.json")
+        # Ranges depend on the input and the calibration only, not on which nodes are excluded: the
+        # fallback's trials and the sensitivity scan reuse them instead of recalibrating each time.
+        cache = _ranges_cache(ctx, inp, cfg, n, op_types)
+        if cache is not None and cache.with_suffix(".meta.json").exists():
+            shutil.copyfile(cache, Path(tmp) / "ranges.json")
+            calib = json.loads(cache.with_suffix(".meta.json").read_text()) | {"calibration_cached": True}
+        else:
+            with _PeakRss() as rss:
+                ranges = _calibrate(model_file, Path(tmp), method, op_types, mask_tensors, reader)
+            save_tensors_data(ranges, Path(tmp) / "ranges.json")
+            # RSS of this process, sampled every 5 ms while calibrating: the peak includes what it held before.
+            calib = {"calibration_batches": reader.batches, "calibration_peak_rss_mb": rss.peak_mb,
+                     "calibration_rss_growth_mb": rss.growth_mb}
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(tmp) / "ranges.json", cache)
+                cache.with_suffix(".meta.json").write_text(json.dumps(calib))  # written last: marks it complete
         try:
             ort_quantize_static(
                 model_file, out / "model.onnx", calibration_data_reader=None,
@@ -105,14 +122,21 @@ def quantize_static(cfg: QuantizeStaticConfig, inp: Artifact, out: Path, ctx: St
     if qdq_ops == 0:  # both formats quantize and dequantize at the edges of every int8 region
         raise StageError(f"quantize_static: no node was quantized ({cfg.format}, op_types={cfg.op_types}, "
                          f"include_nodes={cfg.include_nodes})")
-    info = {"calibration_method": cfg.calibration_method, "calibration_samples": n,
-            "calibration_batches": reader.batches, "preprocess": preprocess,
-            # RSS of this process, sampled every 5 ms while calibrating: the peak includes what it held before.
-            "calibration_peak_rss_mb": rss.peak_mb, "calibration_rss_growth_mb": rss.growth_mb,
-            "mask_path_nodes_fp32": len(mask_nodes), "int8_weight_nodes": quantized, "qdq_nodes": qdq_ops}
+    info = {"calibration_method": cfg.calibration_method, "calibration_samples": n, "preprocess": preprocess,
+            **calib, "mask_path_nodes_fp32": len(mask_nodes), "int8_weight_nodes": quantized, "qdq_nodes": qdq_ops}
     if n < cfg.calibration_samples:
         info["calibration_note"] = f"data.calibration has {len(ctx.calibration)} rows < {cfg.calibration_samples} asked"
     return StageResult(Artifact(out, "onnx"), info)
+
+
+def _ranges_cache(ctx: StageContext, inp: Artifact, cfg: QuantizeStaticConfig, n: int, op_types: list[str]) -> Path | None:
+    if ctx.cache_dir is None:
+        return None
+    st = inp.onnx_file.stat()
+    key = hashlib.sha256(json.dumps([str(inp.onnx_file.resolve()), st.st_size, st.st_mtime_ns, cfg.calibration_method,
+                                     sorted(op_types), n, cfg.calibration_batch_size, ctx.max_length,
+                                     ctx.calibration.texts[:n]]).encode()).hexdigest()[:20]
+    return ctx.cache_dir / f"calibration-{key}.json"
 
 
 def _quantized_nodes(before: onnx.ModelProto, after: onnx.ModelProto, op_types: list[str]) -> tuple[int, int]:

@@ -57,7 +57,7 @@ class Session:
         eval_split = _split(p, d.eval, p.spec.model.label_names)
         calibration = _split(p, d.calibration, p.spec.model.label_names) if d.calibration else None
         ctx = StageContext(sample_texts=(calibration or eval_split).texts[:64], max_length=d.max_length,
-                           calibration=calibration)
+                           calibration=calibration, cache_dir=p.resolve(p.spec.artifacts_dir) / "stages" / "cache")
         return cls(p, eval_split, calibration, ctx)
 
     @property
@@ -106,7 +106,8 @@ class Session:
         bench_key = digest_json({"artifact": key, "benchmark": spec.benchmark.model_dump(),
                                  "eval": spec.data.eval.model_dump(), "threads": budgets.threads,
                                  "scale": budgets.latency_scale, "max_length": spec.data.max_length})
-        cache_dir = artifact.path if step.index else self.run_dir / "baseline"
+        # The baseline is shared by every pipeline of the project, so is its measurement.
+        cache_dir = artifact.path if step.index else self.stage_store / f"baseline-{key[:16]}"
         cache = cache_dir / f"bench-{bench_key[:12]}.json"
         if cache.exists():
             metrics = json.loads(cache.read_text())

@@ -11,7 +11,7 @@ import numpy as np
 from compressors import Artifact
 from pipelines.benchmarks import predict_logits
 from pipelines.cli import main
-from pipelines.tiny import FILLER, NEGATIVE, POSITIVE, write_tsv
+from pipelines.tiny import FILLER, NEGATIVE, POSITIVE, build_tiny_classifier, write_tiny_project, write_tsv
 
 STAGES = """  - kind: export_onnx
   - kind: quantize_dynamic
@@ -24,16 +24,20 @@ def write_borderline_eval(model_dir, path, n: int = 80) -> None:
     """An evaluation split the fp32 model gets 100 % right by construction, made of the sentences it is
     least sure about: int8 rounding then flips some of them, so a zero-drop gate fails for real."""
     rng = random.Random(7)
-    texts = [" ".join(rng.choices(FILLER + POSITIVE[:1] + NEGATIVE[:1], k=rng.randint(3, 12))) for _ in range(3000)]
+    # Mixed cues (k positive, j negative words) spread the model's margins down to near zero.
+    texts = [" ".join(rng.sample(FILLER, rng.randint(2, 8)) + rng.choices(POSITIVE, k=rng.randint(1, 3))
+                      + rng.choices(NEGATIVE, k=rng.randint(1, 3))) for _ in range(3000)]
     logits = predict_logits(Artifact(model_dir, "pytorch"), texts, 32, 256, 1)
     margin = np.abs(logits[:, 1] - logits[:, 0])
     keep = [i for i in np.argsort(margin) if margin[i] > 1e-4][:n]  # above ONNX-vs-PyTorch noise
     write_tsv(path, [(texts[i], int(logits[i].argmax())) for i in keep])
 
 
-def test_fallback_keeps_sensitive_nodes_fp32_and_records_each_trial(make_project, tiny_model_dir, mlflow_uri, capsys):
-    file = make_project(STAGES, GATES)
-    write_borderline_eval(tiny_model_dir, file.parents[2] / "data" / "eval.tsv")
+def test_fallback_keeps_sensitive_nodes_fp32_and_records_each_trial(tmp_path, mlflow_uri, capsys):
+    # Briefly trained, so its margins reach near zero (the shared fixture model is saturated).
+    model = build_tiny_classifier(tmp_path / "model", train_steps=26)
+    file = write_tiny_project(tmp_path / "project", STAGES, GATES, model_dir=model)
+    write_borderline_eval(model, file.parents[2] / "data" / "eval.tsv")
     rc = main(["run", str(file)])
     out = capsys.readouterr().out
     run_dir = file.parents[2] / "artifacts" / "tiny"

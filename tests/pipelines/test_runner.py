@@ -107,4 +107,4 @@ def test_two_pipelines_share_a_common_prefix(make_project, mlflow_uri, capsys):
     out = capsys.readouterr().out
     assert "[2/3] export_onnx:" in out and "cached" in out.split("[2/3] export_onnx:")[1].splitlines()[0]
     store = first.parents[2] / "artifacts" / "stages"
-    assert sorted(d.name.split("-")[0] for d in store.iterdir()) == ["export_onnx", "quantize_dynamic"]
+    assert sorted(d.name.split("-")[0] for d in store.iterdir()) == ["baseline", "export_onnx", "quantize_dynamic"]
