@@ -5,7 +5,7 @@ only the unpacked zip on its path) <= 0.8 s; init >= 8x faster than the torch+tr
 the same fp32 model. Both handlers are started --rounds times, alternating (order rotated each round) so
 machine noise hits them alike; the figures quoted are medians, the ratio the median of per-round ratios.
 
-Run after `dvc repro compress`:  .venv/bin/python bench/bench_package.py [--rounds 5 --calls 200]
+Run after `dvc repro compress`:  .venv/bin/python -m bench.bench_package [--rounds 5 --calls 200]
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
+from bench.checks import print_checks
 from pipelines.data import load_split
 from pipelines.packaging.invoke import invoke_package, invoke_torch_baseline, text_events
 from pipelines.packaging.package import PackageOptions, baseline_model_dir, package
@@ -92,12 +93,7 @@ def main() -> int:
         ("init: import + load + warm-up (s)", statistics.median(inits["package"]) / 1000, "<=", TARGET_INIT_S),
         ("init speed-up vs torch+transformers (x)", ratio, ">=", TARGET_SPEEDUP),
     ]
-    ok = True
-    for label, value, op, target in checks:
-        passed = value <= target if op == "<=" else value >= target
-        ok &= passed
-        print(f"{label:42} {value:8.3f}  target {op} {target}  {'PASS' if passed else 'MISS'}")
-    return 0 if ok else 1
+    return 0 if print_checks(checks) else 1
 
 
 def _breakdown(files: list[dict]) -> dict[str, int]:

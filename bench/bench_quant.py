@@ -9,7 +9,7 @@
    record shows the nodes kept in fp32 and each trial's accuracy.
 
 Run after `dvc repro` (or `lambdaslim run` of the three pipelines):
-    .venv/bin/python bench/bench_quant.py [--rounds 7 --calls 200]
+    .venv/bin/python -m bench.bench_quant [--rounds 7 --calls 200]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.checks import print_checks
 from compressors import Artifact
 from pipelines.benchmarks import batch1_feeds, measure_accuracy, time_calls
 from pipelines.runtime import open_predictor
@@ -115,12 +116,7 @@ def main() -> int:
           f"-> {fb['metrics']['accuracy']:.2f}% after {len(info.get('fallback_trials', []))} trial(s); gate "
           f"{'PASS' if fb['passed'] else 'FAIL'}; kept fp32: {', '.join(info.get('fallback_excluded_nodes', [])) or '-'}")
     rows.append(("fallback passes the 0.3 pt gate", float(fb["passed"]), ">=", 1.0))
-    ok = True
-    for label, value, op, target in rows:
-        passed = value <= target if op == "<=" else value >= target
-        ok &= passed
-        print(f"{label:40} {value:8.3f}  target {op} {target}  {'PASS' if passed else 'MISS'}")
-    return 0 if ok else 1
+    return 0 if print_checks(rows) else 1
 
 
 if __name__ == "__main__":

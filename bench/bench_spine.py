@@ -5,7 +5,7 @@ fp32 ONNX, int8 p50 latency >= 2.5x faster than PyTorch fp32. Latency is measure
 variants alternating in rounds so machine noise hits them alike; the ratio quoted is the median of
 the per-round ratios. Accuracy comes from the run's report (the full evaluation split).
 
-Run after `make repro`:  .venv/bin/python bench/bench_spine.py [--rounds 7 --calls 200]
+Run after `make repro`:  .venv/bin/python -m bench.bench_spine [--rounds 7 --calls 200]
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.checks import print_checks
 from compressors import Artifact
 from pipelines.benchmarks import batch1_feeds, time_calls
 from pipelines.data import load_split
@@ -66,12 +67,7 @@ def main() -> int:
         ("int8 p50 speed-up vs PyTorch fp32 (x)", speedup, ">=", 2.5),
     ]
     print(f"fp32 ONNX p50 speed-up vs PyTorch fp32: {speedup_fp32:.2f}x")
-    ok = True
-    for label, value, op, target in checks:
-        passed = value <= target if op == "<=" else value >= target
-        ok &= passed
-        print(f"{label:42} {value:8.3f}  target {op} {target}  {'PASS' if passed else 'MISS'}")
-    return 0 if ok else 1
+    return 0 if print_checks(checks) else 1
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ class StageResult:
 class StageConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: str | None = None  # display name; defaults to the kind (suffixed when repeated)
+    # Display name; defaults to the kind (suffixed when repeated). It names files (candidates/NN-<name>.json),
+    # so it is one path component: no separator, no leading dot, nothing that could leave the run directory.
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
 
 
 class FallbackSpec(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import io
 import tempfile
@@ -95,9 +96,16 @@ def quantize_static(cfg: QuantizeStaticConfig, inp: Artifact, out: Path, ctx: St
             calib = {"calibration_batches": reader.batches, "calibration_peak_rss_mb": rss.peak_mb,
                      "calibration_rss_growth_mb": rss.growth_mb}
             if cache is not None:
+                # Each file renamed into place whole (a killed or concurrent run never leaves half of one),
+                # the meta file last: it marks the ranges complete.
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(Path(tmp) / "ranges.json", cache)
-                cache.with_suffix(".meta.json").write_text(json.dumps(calib))  # written last: marks it complete
+                part = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+                shutil.copyfile(Path(tmp) / "ranges.json", part)
+                os.replace(part, cache)
+                meta = cache.with_suffix(".meta.json")
+                part = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+                part.write_text(json.dumps(calib))
+                os.replace(part, meta)
         try:
             ort_quantize_static(
                 model_file, out / "model.onnx", calibration_data_reader=None,

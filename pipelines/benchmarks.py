@@ -16,8 +16,11 @@ from pipelines.runtime import load_tokenizer, open_predictor
 
 
 def measure_size(path: Path) -> int:
-    """Bytes of every file of the artifact: what a package has to carry."""
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and f.name != "stage.json")
+    """Bytes of every file of the artifact: what a package has to carry (not the stage record, nor the
+    cached measurements kept beside it, whose size would depend on the digits of a latency)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*")
+               if f.is_file() and f.name != "stage.json" and not (f.name.startswith("bench-") and f.suffix == ".json")
+               and not f.name.startswith("."))
 
 
 def predict_logits(artifact: Artifact, texts: list[str], max_length: int, batch_size: int, threads: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from pipelines import benchmarks
 from pipelines.data import Split, load_split
 from pipelines.digest import digest_dir, digest_json
 from pipelines.gates import Verdict, accuracy_gate, ceiling_gate
+from pipelines.locks import pipeline_lock, sweep_stale_temps
 from pipelines.records import Candidate, write_json_atomic
 from pipelines.runtime import resolve_model_path
 from pipelines.selection import select_best, write_best, write_dvc_outputs
@@ -127,12 +128,21 @@ class Session:
 
 def run_pipeline(file: str | Path, tracker: Tracker | None = None,
                  progress: Callable[[str], None] = print) -> RunResult:
+    s = Session.open(file)
+    # One run per pipeline at a time (a second one waits, then reuses every finished stage); different
+    # pipelines run side by side, sharing the stage store, whose entries are written whole or not at all.
+    with pipeline_lock(s.run_dir, progress):
+        s.stage_store.mkdir(parents=True, exist_ok=True)
+        for left in sweep_stale_temps(s.stage_store, depth=2) + sweep_stale_temps(s.run_dir, depth=1):
+            progress(f"removed {left.relative_to(s.p.root) if left.is_relative_to(s.p.root) else left} "
+                     f"(left half-written by a process that was killed)")
+        return _run_locked(s, tracker or open_tracker(s.p), progress)
+
+
+def _run_locked(s: Session, tracker: Tracker, progress: Callable[[str], None]) -> RunResult:
     from pipelines.fallback import repair_accuracy
 
-    s = Session.open(file)
     p, spec = s.p, s.p.spec
-    tracker = tracker or open_tracker(p)
-    s.stage_store.mkdir(parents=True, exist_ok=True)
     progress(f"pipeline {p.name}: {len(spec.stages)} stage(s), target {p.target.name} "
              f"({budgets_for(p.target, 'onnx').describe()})")
     parent = tracker.start_pipeline(p.name, {
@@ -210,6 +220,11 @@ def _run_stage(tech: Technique, cfg, inp: Artifact, out: Path, ctx: StageContext
     info = dict(result.info)
     write_json_atomic(tmp / "stage.json", {"kind": tech.kind, "config": cfg.model_dump(mode="json"),
                                            "code_version": tech.code_version, "input": str(inp.path), "info": info})
+    if out.exists() and not (out / "stage.json").exists():
+        # Not written by this function (its renames are whole): never mistake it for a finished stage.
+        broken = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, broken)
+        shutil.rmtree(broken, ignore_errors=True)
     try:
         os.replace(tmp, out)
     except OSError:  # another run finished the same stage first: keep theirs, it is identical

@@ -53,6 +53,6 @@ def write_dvc_outputs(run_dir: Path, name: str, cands: list[Candidate], best: Ca
     for c in cands:
         m = c.metrics
         w.writerow([c.stage, m["accuracy"], m["latency_p95_ms"], m["latency_p50_ms"], m["size_mb"], int(c.passed)])
-    tmp = run_dir / ".plots.csv.tmp"
+    tmp = run_dir / f".plots.csv.{os.getpid()}.tmp"  # per process: two writers never share a temporary file
     tmp.write_text(buf.getvalue())
     os.replace(tmp, run_dir / "plots.csv")

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
+import json
+import re
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -62,13 +65,16 @@ class BenchmarkSpec(Strict):
     batch_size: int = Field(32, ge=1, le=1024, description="for accuracy only; latency is batch 1")
 
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # one path component: names folders under artifacts/ and mlartifacts/
+
+
 class TrackingSpec(Strict):
-    experiment: str | None = None  # defaults to the pipeline name
+    experiment: str | None = Field(None, pattern=NAME_PATTERN, max_length=100)  # defaults to the pipeline name
     log_models: bool = True
 
 
 class PipelineSpec(Strict):
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str | None = Field(None, pattern=NAME_PATTERN, max_length=100)
     model: ModelSpec
     data: DataSpec
     target: str = Field(description="a name in configs/targets/ or a path to a target file")
@@ -191,6 +197,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool, type(None))):  # e.g. `? [a, b]`: no config key is one
+                raise yaml.constructor.ConstructorError(None, None, f"a key must be a plain value, not "
+                                                                    f"{type(key).__name__}", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
@@ -205,6 +214,7 @@ def _check_semantics(p: Pipeline, text: str) -> None:
         if not (d / "config.json").is_file():
             what = "no such directory" if not d.exists() else "not a Hugging Face model directory (no config.json)"
             raise SpecError(_line(p.file, text, ("model", "path"), f"{what}: {d}"))
+        _check_no_remote_code(p, text, d)
     for split in ("eval", "calibration", "train"):
         s = getattr(spec.data, split)
         if s is not None and not s.path.startswith("hf:") and not p.resolve(s.path).is_file():
@@ -218,6 +228,13 @@ def _check_semantics(p: Pipeline, text: str) -> None:
     art = p.resolve(spec.artifacts_dir).resolve()
     if not art.is_relative_to(p.root.resolve()):
         raise SpecError(_line(p.file, text, ("artifacts_dir",), f"{art} is outside the project root {p.root}"))
+    if spec.name is None and not re.fullmatch(NAME_PATTERN, p.file.stem):
+        raise SpecError(_line(p.file, text, ("name",), f"the file name would name the pipeline {p.file.stem!r}, "
+                                                       f"which is not one path component; add name: to the file"))
+    for folder in (p.run_dir, p.resolve(spec.artifacts_dir) / "stages"):  # a symbolic link must not lead out
+        if not folder.resolve().is_relative_to(art):
+            raise SpecError(_line(p.file, text, ("artifacts_dir",), f"{folder} leads to {folder.resolve()}, "
+                                                                   f"outside the artifact directory {art}"))
     fmt = "pytorch"
     names = p.stage_names()
     for i, st in enumerate(spec.stages):
@@ -235,6 +252,26 @@ def _check_semantics(p: Pipeline, text: str) -> None:
             loc = ("stages", i, "name") if st.name else ("stages", i)
             raise SpecError(_line(p.file, text, loc, f"stage name {(st.name or names[i])!r} is already used by "
                                                      f"stages[{clash}]; stage names must be unique"))
+
+
+def _check_no_remote_code(p: Pipeline, text: str, d: Path) -> None:
+    """Models are loaded with transformers' own classes and never with trust_remote_code: a model whose
+    architecture exists only as Python code shipped in its folder (auto_map) is refused here, before
+    anything would try (and fail, or ask) to import that code."""
+    try:
+        config = json.loads((d / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SpecError(_line(p.file, text, ("model", "path"), f"{d / 'config.json'} is not valid JSON: "
+                                                              f"{str(e).splitlines()[0]}")) from None
+    if not isinstance(config, dict) or not config.get("auto_map"):
+        return
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if config.get("model_type") not in CONFIG_MAPPING_NAMES:
+        raise SpecError(_line(p.file, text, ("model", "path"),
+                              f"{d} needs code from its own folder (auto_map in config.json, model_type "
+                              f"{config.get('model_type')!r} unknown to transformers); lambdaslim never runs code "
+                              f"shipped with a model (no trust_remote_code)"))
 
 
 def _first_error(file: Path, text: str, e: ValidationError) -> str:

@@ -6,7 +6,6 @@ and checkpoints periodically, so an interrupted `dvc repro` resumes where it sto
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import random
@@ -19,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.data import load_split
+from pipelines.records import write_json_atomic
 
 
 class TrainConfig(BaseModel):
@@ -129,14 +129,17 @@ def train(cfg: TrainConfig) -> dict:
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(cfg.warmup_ratio * cfg.steps), cfg.steps)
     step = 0
     if (ckpt / "state.pt").exists():
-        # weights_only=False is safe here: the checkpoint is our own file, written below.
-        state = torch.load(ckpt / "state.pt", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        step = state["step"]
-        print(f"resuming from checkpoint at step {step}")
+        # Tensors and plain values only: weights_only=True never runs code from the file.
+        state = torch.load(ckpt / "state.pt", weights_only=True)
+        if state.get("run") != checkpoint_key(cfg):
+            print(f"ignoring {ckpt / 'state.pt'}: it was written for another configuration; starting over")
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            step = state["step"]
+            print(f"resuming from checkpoint at step {step}")
 
     model.train()
     started = time.perf_counter()
@@ -157,7 +160,7 @@ def train(cfg: TrainConfig) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            _save_checkpoint(ckpt, model, optimizer, scheduler, step)
+            _save_checkpoint(ckpt, model, optimizer, scheduler, step, checkpoint_key(cfg))
     bar.close()
 
     accuracy = evaluate(model, tokenizer, eval_split, cfg.max_length)
@@ -172,20 +175,27 @@ def train(cfg: TrainConfig) -> dict:
                "train_minutes": round((time.perf_counter() - started) / 60, 2),
                "final_loss": round(float(np.mean(losses[-50:])), 4) if losses else None}
     if cfg.metrics_file:
-        Path(cfg.metrics_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.metrics_file).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json_atomic(Path(cfg.metrics_file), metrics)
     print(f"validation accuracy {accuracy:.4f} after {cfg.steps} steps -> {out}")
     return metrics
 
 
-def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, step: int) -> None:
+def checkpoint_key(cfg: TrainConfig) -> str:
+    """What a checkpoint must have been written for to be resumed: every setting that changes the
+    training trajectory (not how often it checkpoints, nor where the metrics go)."""
+    from pipelines.digest import digest_json
+
+    return digest_json(cfg.model_dump(exclude={"checkpoint_every", "metrics_file", "threads"}))
+
+
+def _save_checkpoint(ckpt: Path, model, optimizer, scheduler, step: int, run: str) -> None:
     import torch
 
     ckpt.mkdir(parents=True, exist_ok=True)
     tmp = ckpt / "state.pt.tmp"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "step": step}, tmp)
+                "torch_rng": torch.get_rng_state(), "step": step, "run": run}, tmp)
     os.replace(tmp, ckpt / "state.pt")  # a kill mid-write leaves the previous checkpoint intact
 
 

@@ -8,7 +8,9 @@ LAMBDASLIM_MAX_BATCH (texts per request, 32), LAMBDASLIM_MAX_TEXT_CHARS (2000), 
 Events: a direct invoke whose payload is {"inputs": "a text"} or {"inputs": ["a", "b"]} (or the bare
 text or list), or an API Gateway proxy event (REST v1 or HTTP v2) whose JSON body has that shape.
 Answers {"statusCode": 200, "predictions": [{"label", "score", "scores"}]}; bad input gets status 400
-and {"error": {"type": "BadRequest", "message": ...}}. Proxy events get the same as a JSON body.
+and {"error": {"type": "BadRequest", "message": ...}}, a proxy body over Lambda's 6 MB payload limit
+413 and {"error": {"type": "PayloadTooLarge", ...}} (Lambda itself refuses such a request before the
+handler; a handler behind another front door may still see one). Proxy events get the same as a JSON body.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ MAX_BATCH = int(os.environ.get("LAMBDASLIM_MAX_BATCH", "32"))
 MAX_TEXT_CHARS = int(os.environ.get("LAMBDASLIM_MAX_TEXT_CHARS", "2000"))
 MAX_TOKENS = int(os.environ.get("LAMBDASLIM_MAX_TOKENS", "128"))
 MB_PER_VCPU = 1769  # Lambda grants one full vCPU at 1,769 MB
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # a synchronous invoke's request payload
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "lambdaslim"))
@@ -42,6 +45,12 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "lamb
 
 class BadRequest(ValueError):
     """The caller's fault: answered with status 400 and this message."""
+
+    status = 400
+
+
+class PayloadTooLarge(BadRequest):
+    status = 413
 
 
 def intra_op_threads() -> int:
@@ -105,6 +114,10 @@ def proxy_payload(event: dict):
     body = event.get("body")
     if body is None or body == "":
         raise BadRequest('missing request body; send JSON like {"inputs": "a text"}')
+    if not isinstance(body, str):
+        raise BadRequest(f"body must be a string of JSON, not {type(body).__name__}")
+    if len(body) > MAX_PAYLOAD_BYTES:  # checked before decoding: never parse what Lambda would not accept
+        raise PayloadTooLarge(f"body has {len(body):,} characters; Lambda's payload limit is {MAX_PAYLOAD_BYTES:,} bytes")
     try:
         if event.get("isBase64Encoded"):
             body = base64.b64decode(body, validate=True).decode("utf-8")
@@ -113,14 +126,19 @@ def proxy_payload(event: dict):
         raise BadRequest(f"body is not valid base64-encoded UTF-8: {e}") from None
     except json.JSONDecodeError as e:
         raise BadRequest(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise BadRequest("body is not valid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise BadRequest(f"body is not valid JSON: {str(e)[:200]}") from None
 
 
 def read_texts(payload) -> list[str]:
     """The texts of a payload: {"inputs": text | [texts]}, or a bare text or list of texts."""
     if isinstance(payload, dict):
         unknown = sorted(set(payload) - {"inputs"})
-        if unknown:
-            raise BadRequest(f"unknown field(s) {unknown}; expected only 'inputs'")
+        if unknown:  # named in ASCII and cut short: a key may be megabytes long or hold a lone surrogate
+            shown = ", ".join(ascii(k[:40]) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise BadRequest(f"unknown field(s) [{shown}]; expected only 'inputs'")
         if "inputs" not in payload:
             raise BadRequest("missing field 'inputs' (a text or a list of texts)")
         payload = payload["inputs"]
@@ -138,6 +156,10 @@ def read_texts(payload) -> list[str]:
             raise BadRequest(f"inputs[{i}] is empty")
         if len(t) > MAX_TEXT_CHARS:
             raise BadRequest(f"inputs[{i}] has {len(t)} characters; the maximum is {MAX_TEXT_CHARS}")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate ("\ud800" in the JSON): no UTF-8 text holds one
+            raise BadRequest(f"inputs[{i}] is not valid Unicode text ({e.reason} at character {e.start})") from None
     return texts
 
 
@@ -162,8 +184,8 @@ def handler(event, context):
         texts = read_texts(proxy_payload(event) if proxy else event)
     except BadRequest as e:
         metrics.add_metric(name="BadRequests", unit=MetricUnit.Count, value=1)
-        logger.warning("bad request", extra={"reason": str(e)})
-        return respond(400, {"error": {"type": "BadRequest", "message": str(e)}}, proxy)
+        logger.warning("bad request", extra={"reason": str(e), "status": e.status})
+        return respond(e.status, {"error": {"type": type(e).__name__, "message": str(e)}}, proxy)
     t0 = time.perf_counter()
     predictions = CLASSIFIER.predict(texts)
     inference_ms = (time.perf_counter() - t0) * 1000
