@@ -22,7 +22,6 @@ def repair_accuracy(session, step, failed: Candidate, inp: Artifact, inp_key: st
     rows, _ = analyse(session, step, inp, inp_key, ranking, both_ways=False)
     excluded = list(getattr(step.cfg, "exclude_nodes", []))
     trials: list[Candidate] = []
-    best = failed
     for t, row in enumerate(rows[: fb.max_trials], start=1):
         excluded.append(row.node)
         cfg = step.cfg.model_copy(update={"exclude_nodes": list(excluded)})
@@ -32,9 +31,13 @@ def repair_accuracy(session, step, failed: Candidate, inp: Artifact, inp_key: st
         drop = base - cand.metrics[gate.metric]
         trials.append(cand)
         progress(f"    trial {t}: +fp32 {row.node} -> {gate.metric} {cand.metrics[gate.metric]:.2f} (drop {drop:.2f})")
-        best = cand
         if drop <= target + 1e-9:
             break
+    # The first trial within bounds ends the loop; when none is, the most accurate one (fewest fp32 nodes
+    # on a tie) stands for the stage — an exclusion can make static quantization worse, not only better.
+    best = max(trials, key=lambda c: (c.metrics[gate.metric], -c.trial)) if trials else failed
+    if best.metrics[gate.metric] <= failed.metrics[gate.metric] and base - best.metrics[gate.metric] > target:
+        best = failed
     final = _copy_as_result(best, failed, excluded, trials, ranking_name, target, base, gate.metric)
     return final, trials
 
@@ -52,11 +55,13 @@ def _ranking_split(session):
 
 def _copy_as_result(best: Candidate, failed: Candidate, excluded: list[str], trials: list[Candidate],
                     ranking: str, target: float, base: float, metric: str) -> Candidate:
-    """The stage's own record: the last trial's artifact, naming every excluded node and each trial's score."""
+    """The stage's own record: the chosen trial's artifact (or the unrepaired one), naming the nodes it keeps
+    fp32 and each trial's score."""
     d = best.to_dict()
+    kept = excluded[: best.trial] if best.trial else []
     d["trial"] = None
     d["stage_info"] = dict(best.stage_info) | {
-        "fallback_excluded_nodes": excluded[: len(trials)] if trials else [],
+        "fallback_excluded_nodes": kept, "fallback_chosen_trial": best.trial or 0,
         "fallback_trials": [{"trial": c.trial, "excluded": excluded[: c.trial],
                              metric: c.metrics[metric], "drop": round(base - c.metrics[metric], 4)} for c in trials],
         "fallback_target_drop": target, "fallback_ranking_split": ranking,

@@ -47,10 +47,14 @@ def test_fallback_keeps_sensitive_nodes_fp32_and_records_each_trial(tmp_path, ml
     assert "fallback:" in out and "trial 1:" in out
     trials = info["fallback_trials"]
     assert 1 <= len(trials) <= 4
-    assert info["fallback_excluded_nodes"] and len(info["fallback_excluded_nodes"]) == len(trials)
     assert [t["trial"] for t in trials] == list(range(1, len(trials) + 1))
     assert all(len(t["excluded"]) == t["trial"] for t in trials)
+    chosen = info["fallback_chosen_trial"]
+    assert info["fallback_excluded_nodes"] == (trials[chosen - 1]["excluded"] if chosen else [])
     assert quant["config"]["exclude_nodes"] == info["fallback_excluded_nodes"]
+    # The stage stands on its most accurate trial (or on the unrepaired result when no trial beat it).
+    best_acc = max([t["accuracy"] for t in trials] + [info["fallback_initial_accuracy"]])
+    assert quant["metrics"]["accuracy"] == best_acc or trials[-1]["drop"] <= 0.0
     # Every trial is a nested MLflow run under the stage's run.
     client = MlflowClient(tracking_uri=mlflow_uri)
     exp = client.get_experiment_by_name("tiny")
