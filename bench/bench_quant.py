@@ -45,9 +45,11 @@ def optimum_recipe(model_dir: Path, work: Path) -> tuple[Artifact, str]:
     user does next: quantize the plain export instead."""
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig, OptimizationConfig
+    from transformers import AutoTokenizer
 
     exported = ORTModelForSequenceClassification.from_pretrained(model_dir, export=True)
     exported.save_pretrained(work / "export")
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(work / "export")  # the recipe's users keep it beside
     ORTOptimizer.from_pretrained(exported).optimize(OptimizationConfig(optimization_level=2), work / "o2")
     qconfig = AutoQuantizationConfig.avx2(is_static=False)
     try:
