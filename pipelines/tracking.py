@@ -6,8 +6,9 @@ the same metric names so the MLflow UI compares them column by column.
 A parent run is tagged with the process that owns it (`lambdaslim.host`, `lambdaslim.pid`,
 `lambdaslim.pid_started`). A run left RUNNING by a process that was killed is closed as KILLED (with
 its nested runs) by the next run of the same pipeline on that host, which names it in
-`lambdaslim.resumes`. Several processes may share one sqlite store: creating the store and the
-experiment is serialized by a file lock, and a write that finds the database locked is retried.
+`lambdaslim.resumes`. Several processes may share one sqlite store: MLflow creates a new store's tables
+unguarded, so opening the store and creating the experiment are serialized by a file lock; later writes
+wait on sqlite's own lock (MLflow sets a 20 s busy timeout).
 """
 from __future__ import annotations
 
@@ -17,12 +18,10 @@ import tempfile
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Callable, Protocol, TypeVar
+from typing import Protocol
 
 from pipelines import locks
 from pipelines.records import Candidate
-
-T = TypeVar("T")
 
 # Figures every candidate run carries under the same name (stage-specific extras are `stage.*`).
 BENCHMARK_METRICS = ("accuracy", "macro_f1", "size_bytes", "size_mb", "latency_p50_ms", "latency_p95_ms",
@@ -66,47 +65,29 @@ def _store_lock(uri: str):
     return locks.file_lock(Path(tempfile.gettempdir()) / f"lambdaslim-mlflow-{key}.lock")
 
 
-def retry_locked(fn: Callable[..., T], *args, **kwargs) -> T:
-    """Call an MLflow client method, again while sqlite answers 'database is locked' (another process
-    writing); such a failed write was rolled back, so repeating it is safe."""
-    from mlflow.exceptions import MlflowException
-
-    delay = 0.05
-    for attempt in range(60):
-        try:
-            return fn(*args, **kwargs)
-        except MlflowException as e:
-            if "database is locked" not in str(e) or attempt == 59:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
-
-
 class MlflowTracker:
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path):
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         self.uri = tracking_uri
         with _store_lock(tracking_uri):
-            exp = retry_locked(self.client.get_experiment_by_name, experiment)  # creates the store if new
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            exp = self.client.get_experiment_by_name(experiment)  # creates the store if new
             if exp is None:
                 # An explicit location keeps artifacts beside the store rather than in whatever the cwd is.
-                self.experiment_id = retry_locked(self.client.create_experiment, experiment,
-                                                  artifact_location=(artifact_root / experiment).resolve().as_uri())
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=(artifact_root / experiment).resolve().as_uri())
             else:
                 self.experiment_id = exp.experiment_id
         self.parent_id: str | None = None
 
     def start_pipeline(self, name: str, params: dict, tags: dict) -> str:
-        run = retry_locked(self.client.create_run, self.experiment_id,
-                           run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                           tags={"lambdaslim.pipeline": name, **locks.identity(), **tags})
+        run = self.client.create_run(self.experiment_id, run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                     tags={"lambdaslim.pipeline": name, **locks.identity(), **tags})
         self.parent_id = run.info.run_id
         resumed = self.close_dangling(name)
         if resumed:
-            retry_locked(self.client.set_tag, self.parent_id, "lambdaslim.resumes", ",".join(resumed))
+            self.client.set_tag(self.parent_id, "lambdaslim.resumes", ",".join(resumed))
         self._log_params(self.parent_id, params)
         return self.parent_id
 
@@ -122,22 +103,21 @@ class MlflowTracker:
         dead.sort(key=lambda r: r.info.start_time)
         for r in dead:
             t = r.data.tags
-            retry_locked(self.client.set_tag, r.info.run_id, "lambdaslim.killed",
-                         f"process {t['lambdaslim.pid']} on {t['lambdaslim.host']} ended without closing this run; "
-                         f"closed by run {self.parent_id}")
-            retry_locked(self.client.set_tag, r.info.run_id, "lambdaslim.resumed_by", self.parent_id)
+            self.client.set_tag(r.info.run_id, "lambdaslim.killed",
+                                f"process {t['lambdaslim.pid']} on {t['lambdaslim.host']} ended without closing "
+                                f"this run; closed by run {self.parent_id}")
+            self.client.set_tag(r.info.run_id, "lambdaslim.resumed_by", self.parent_id)
             stack = [r]
             while stack:
                 run = stack.pop()
                 stack += children.get(run.info.run_id, [])
-                retry_locked(self.client.set_terminated, run.info.run_id, "KILLED")
+                self.client.set_terminated(run.info.run_id, "KILLED")
         return [r.info.run_id for r in dead]
 
     def _search(self, filter_string: str) -> list:
         runs, token = [], None
         while True:
-            page = retry_locked(self.client.search_runs, [self.experiment_id], filter_string, max_results=1000,
-                                page_token=token)
+            page = self.client.search_runs([self.experiment_id], filter_string, max_results=1000, page_token=token)
             runs += list(page)
             token = page.token
             if not token:
@@ -148,7 +128,7 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         name = cand.stage if cand.trial is None else f"{cand.stage}/trial-{cand.trial}"
-        run = retry_locked(self.client.create_run, self.experiment_id, run_name=name, tags={
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={
             "mlflow.parentRunId": parent_run_id or self.parent_id,
             "lambdaslim.stage": cand.stage, "lambdaslim.kind": cand.kind, "lambdaslim.format": cand.format,
             "lambdaslim.cached": str(cand.cached).lower(),
@@ -163,42 +143,41 @@ class MlflowTracker:
             metrics = {k: cand.metrics[k] for k in BENCHMARK_METRICS if k in cand.metrics}
             metrics |= {f"stage.{k}": v for k, v in cand.stage_info.items() if isinstance(v, (int, float))}
             metrics |= {f"gate.{v.gate}.margin": v.margin for v in cand.gates}
-            retry_locked(self.client.log_batch, rid, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+            self.client.log_batch(rid, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
             self.client.log_artifact(rid, str(record_file))
             if model_dir is not None:
                 self.client.log_artifacts(rid, str(model_dir), artifact_path="model")
         except BaseException:
-            retry_locked(self.client.set_terminated, rid, "FAILED")  # not left RUNNING; the error goes on
+            self.client.set_terminated(rid, "FAILED")  # not left RUNNING; the error goes on
             raise
-        retry_locked(self.client.set_terminated, rid, "FINISHED")
+        self.client.set_terminated(rid, "FINISHED")
         return rid
 
     def log_report(self, name: str, params: dict, metrics: dict, files: list[Path]) -> str:
         """A standalone run for a diagnosis (e.g. per-layer sensitivity): params, metrics, files."""
         from mlflow.entities import Metric
 
-        run = retry_locked(self.client.create_run, self.experiment_id, run_name=name, tags={"lambdaslim.report": name})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"lambdaslim.report": name})
         rid = run.info.run_id
         self._log_params(rid, params)
         now = int(time.time() * 1000)
-        retry_locked(self.client.log_batch, rid, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self.client.log_batch(rid, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         for f in files:
             self.client.log_artifact(rid, str(f))
-        retry_locked(self.client.set_terminated, rid, "FINISHED")
+        self.client.set_terminated(rid, "FINISHED")
         return rid
 
     def end_pipeline(self, metrics: dict, tags: dict, failed: bool) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        retry_locked(self.client.log_batch, self.parent_id,
-                     metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+        self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
         for k, v in tags.items():
-            retry_locked(self.client.set_tag, self.parent_id, k, v)
-        retry_locked(self.client.set_terminated, self.parent_id, "FAILED" if failed else "FINISHED")
+            self.client.set_tag(self.parent_id, k, v)
+        self.client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
 
     def _log_params(self, run_id: str, params: dict) -> None:
         from mlflow.entities import Param
 
         flat = {k: ("" if v is None else str(v))[:6000] for k, v in params.items()}
-        retry_locked(self.client.log_batch, run_id, params=[Param(k, v) for k, v in flat.items()])
+        self.client.log_batch(run_id, params=[Param(k, v) for k, v in flat.items()])

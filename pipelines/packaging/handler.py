@@ -118,12 +118,13 @@ def proxy_payload(event: dict):
         raise BadRequest(f"body must be a string of JSON, not {type(body).__name__}")
     if len(body) > MAX_PAYLOAD_BYTES:  # checked before decoding: never parse what Lambda would not accept
         raise PayloadTooLarge(f"body has {len(body):,} characters; Lambda's payload limit is {MAX_PAYLOAD_BYTES:,} bytes")
-    try:
-        if event.get("isBase64Encoded"):
+    if event.get("isBase64Encoded"):
+        try:
             body = base64.b64decode(body, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError) as e:  # ValueError: a non-ASCII character
+            raise BadRequest(f"body is not valid base64-encoded UTF-8: {e}") from None
+    try:
         return json.loads(body)
-    except (binascii.Error, UnicodeDecodeError) as e:
-        raise BadRequest(f"body is not valid base64-encoded UTF-8: {e}") from None
     except json.JSONDecodeError as e:
         raise BadRequest(f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
