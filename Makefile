@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 # Stage commands (python, lambdaslim, dvc) must come from the venv, also inside `dvc repro`.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test data mlflow-ui clean-artifacts
+.PHONY: setup repro test data mlflow-ui clean-artifacts reliability
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ repro: setup
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The README's reliability figures: bad input refused, handler fuzzing, kill -9 and resume, concurrent runs
+# (real runs on a tiny model built on the spot; ~15 min on 2 cores, RELIABILITY_ARGS=--quick for ~6 min).
+reliability: setup
+	$(BIN)/python -m bench.bench_reliability $(RELIABILITY_ARGS)
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
