@@ -9,8 +9,9 @@
    handler call raises. Good events must get the right labels, bad ones a 4xx with a JSON error.
 3. kill-and-resume trials / identical results: `lambdaslim run` killed with SIGKILL after each progress line
    (and after seeded random delays past some), then run again; identical = candidate records and the
-   selection equal to an uninterrupted run's, timings aside. Also counted: the killed process's MLflow run
-   closed as KILLED and linked, and a stage store with nothing half-written left.
+   selection equal to an uninterrupted run's, timings aside. Also counted: MLflow left consistent (no run
+   RUNNING; the killed process's run, if still open, closed as KILLED and linked from the resumed run) and
+   nothing half-written left in the stage store or the run directory.
 4. concurrent runs / lost runs: `lambdaslim run` processes started together on one sqlite MLflow store and
    one artifact directory (two pipelines; the same pipeline twice; three at once); a lost run is a process
    that failed, a parent or stage run missing or not FINISHED in MLflow, or an unreadable output.
@@ -182,18 +183,21 @@ def kill_resume(work: Path, model: Path, random_trials: int, seed: int, lines: l
     progress = [i + 1 for i, line in enumerate(res.lines) if line.startswith(("pipeline ", "["))]
     points = [(n, 0.0) for n in (lines or progress)]
     rng = random.Random(seed)
-    points += [(rng.choice(progress), round(rng.uniform(0.05, 3.0), 2)) for _ in range(random_trials)]
+    points += [(rng.choice(progress), round(rng.uniform(0.05, 1.0), 2)) for _ in range(random_trials)]
     print(f"    uninterrupted run: {res.seconds:.0f} s, {len(res.lines)} lines; {len(points)} kill points")
     trials = []
     for i, (n, delay) in enumerate(points):
         t = R.kill_and_resume(work / f"trial-{i:02d}", model, reference, n, delay)
         trials.append(t)
         print(f"    trial {i + 1:2d} kill {t.point:70.70} killed={t.killed!s:5} identical={t.identical!s:5} "
-              f"mlflow-closed={t.killed_run_closed!s:5} clean={t.clean_store!s:5} reused={t.resumed_cached}"
+              f"killed-run={t.killed_run_status or 'none':8} mlflow-ok={t.killed_run_closed!s:5} "
+              f"clean={t.clean_store!s:5} reused={t.resumed_cached}"
               + (f"  {t.detail[:200]}" if t.detail else ""))
     return {"trials": len(trials), "killed": sum(t.killed for t in trials),
             "identical": sum(t.identical for t in trials),
-            "mlflow_closed": sum(t.killed_run_closed for t in trials), "clean_store": sum(t.clean_store for t in trials)}
+            "mlflow_ok": sum(t.killed_run_closed for t in trials),
+            "dangling_closed": sum(t.killed_run_status == "KILLED" for t in trials),
+            "clean_store": sum(t.clean_store for t in trials)}
 
 
 def concurrency(work: Path, model: Path) -> dict:
@@ -278,8 +282,9 @@ def main() -> int:
               f"{f['good_correct']}/{f['good']}, bad answered 4xx+JSON {f['bad_4xx_json']}/{f['bad']})")
     if "kill_resume" in figures:
         k = figures["kill_resume"]
-        print(f"  kill-and-resume trials / identical:     {k['trials']}/{k['identical']}  (killed mid-run "
-              f"{k['killed']}, MLflow run closed+linked {k['mlflow_closed']}, clean store {k['clean_store']})")
+        print(f"  kill-and-resume trials / identical:     {k['trials']}/{k['identical']}  (killed while running "
+              f"{k['killed']}; MLflow left consistent {k['mlflow_ok']}, of which a RUNNING run closed as KILLED and "
+              f"linked {k['dangling_closed']}; clean store {k['clean_store']})")
     if "concurrency" in figures:
         c = figures["concurrency"]
         print(f"  concurrent runs / lost runs:            {c['concurrent_runs']}/{c['lost_runs']}")
@@ -289,7 +294,8 @@ def main() -> int:
         "bad_input" not in figures or (figures["bad_input"]["corpus_refused"] == figures["bad_input"]["corpus_total"]
                                        and figures["bad_input"]["mutant_problems"] == 0),
         "fuzz" not in figures or (figures["fuzz"]["crashes"] == 0 and figures["fuzz"]["problems"] == 0),
-        "kill_resume" not in figures or figures["kill_resume"]["identical"] == figures["kill_resume"]["trials"],
+        "kill_resume" not in figures or (figures["kill_resume"]["identical"] == figures["kill_resume"]["trials"]
+                                         == figures["kill_resume"]["mlflow_ok"] == figures["kill_resume"]["clean_store"]),
         "concurrency" not in figures or figures["concurrency"]["lost_runs"] == 0,
     ])
     return 0 if ok else 1

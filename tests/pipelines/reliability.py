@@ -176,10 +176,11 @@ class Trial:
     point: str
     killed: bool
     identical: bool
-    killed_run_closed: bool  # the killed process's MLflow run (if it had one) is KILLED, the resumed run links it
+    killed_run_closed: bool  # nothing left RUNNING; the killed process's run, if it was open, is KILLED and linked
     clean_store: bool
     detail: str = ""
     resumed_cached: int = 0
+    killed_run_status: str | None = None  # None: killed before its MLflow run existed; FINISHED: after it closed it
 
 
 def kill_and_resume(root: Path, model_dir: Path, reference: dict, kill_after_lines: int,
@@ -203,7 +204,7 @@ def kill_and_resume(root: Path, model_dir: Path, reference: dict, kill_after_lin
     killed_run = by_pid.get(str(first.pid))
     resumed = by_pid.get(str(second.pid))
     closed = resumed is not None and resumed.info.status == "FINISHED"
-    if closed and first.killed and killed_run is not None:
+    if closed and first.killed and killed_run is not None and killed_run.info.status != "FINISHED":
         closed = killed_run.info.status == "KILLED" and killed_run.info.run_id in resumed.data.tags.get(
             "lambdaslim.resumes", "").split(",")
     closed = closed and not any(r.info.status == "RUNNING" for r in parents + children)
@@ -211,7 +212,8 @@ def kill_and_resume(root: Path, model_dir: Path, reference: dict, kill_after_lin
     leftovers = [p.name for p in (root / "artifacts" / "tiny").rglob(".*") if p.name != ".lock"]
     detail = "" if identical else diff(comparable(report, root), reference)
     return Trial(point, first.killed, identical, closed, not problems and not leftovers,
-                 detail + "; ".join(problems + leftovers), sum(c["cached"] for c in report["candidates"]))
+                 detail + "; ".join(problems + leftovers), sum(c["cached"] for c in report["candidates"]),
+                 killed_run.info.status if killed_run is not None else None)
 
 
 # ------------------------------------------------------------------------------------------ concurrency
