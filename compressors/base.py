@@ -37,6 +37,13 @@ class StageContext:
     calibration: object | None = None  # pipelines.data.Split when the pipeline declares one
     threads: int = 1
     cache_dir: Path | None = None  # runner-owned scratch a technique may memoize input-keyed work in
+    train: object | None = None  # pipelines.data.Split of data.train, for techniques that train ("train" in uses)
+    teacher: "Artifact | None" = None  # the pipeline's own model (the baseline), for distillation
+    root: Path | None = None  # project root: relative `*_dir` config fields resolve against it
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() or self.root is None else self.root / p
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class Technique:
     fn: Callable[[StageConfigBase, Artifact, Path, StageContext], StageResult]
     accepts: tuple[Format, ...]
     produces: Format
+    uses: tuple[str, ...] = ()  # pipeline data the technique reads: "train" (data.train), "teacher" (the model)
 
     @property
     def code_version(self) -> str:
@@ -80,15 +88,23 @@ class Technique:
 REGISTRY: dict[str, Technique] = {}
 
 
-def register(config_cls: type[StageConfigBase], accepts: tuple[Format, ...], produces: Format):
+USES = ("train", "teacher")
+
+
+def register(config_cls: type[StageConfigBase], accepts: tuple[Format, ...], produces: Format,
+             uses: tuple[str, ...] = ()):
+    """Register a technique. Config fields named `*_dir` are local model directories: the runner resolves
+    them against the project root and keys the stage's output by their content."""
     kind = config_cls.model_fields["kind"].default
     if not isinstance(kind, str):
         raise TypeError(f"{config_cls.__name__}.kind needs a Literal default naming the technique")
+    if set(uses) - set(USES):
+        raise ValueError(f"{kind}: unknown uses {sorted(set(uses) - set(USES))} (known: {', '.join(USES)})")
 
     def wrap(fn):
         if kind in REGISTRY:
             raise ValueError(f"technique kind {kind!r} is already registered by {REGISTRY[kind].fn.__module__}")
-        REGISTRY[kind] = Technique(kind, config_cls, fn, tuple(accepts), produces)
+        REGISTRY[kind] = Technique(kind, config_cls, fn, tuple(accepts), produces, tuple(uses))
         return fn
 
     return wrap

@@ -5,7 +5,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -50,6 +50,7 @@ class Session:
     calibration: Split | None
     ctx: StageContext
     candidates: list[Candidate] = field(default_factory=list)
+    _baseline: tuple[Artifact, str] | None = None
 
     @classmethod
     def open(cls, file: str | Path) -> "Session":
@@ -57,9 +58,14 @@ class Session:
         d = p.spec.data
         eval_split = _split(p, d.eval, p.spec.model.label_names)
         calibration = _split(p, d.calibration, p.spec.model.label_names) if d.calibration else None
+        train = _split(p, d.train, p.spec.model.label_names) if d.train else None
         ctx = StageContext(sample_texts=(calibration or eval_split).texts[:64], max_length=d.max_length,
-                           calibration=calibration, cache_dir=p.resolve(p.spec.artifacts_dir) / "stages" / "cache")
-        return cls(p, eval_split, calibration, ctx)
+                           calibration=calibration, cache_dir=p.resolve(p.spec.artifacts_dir) / "stages" / "cache",
+                           train=train, root=p.root)
+        s = cls(p, eval_split, calibration, ctx)
+        if any("teacher" in REGISTRY[st.kind].uses for st in p.spec.stages):
+            s.ctx = replace(ctx, teacher=s.baseline()[0])
+        return s
 
     @property
     def run_dir(self) -> Path:
@@ -76,14 +82,26 @@ class Session:
             Step(i + 1, n, s.kind, s) for i, (n, s) in enumerate(zip(self.p.stage_names(), spec.stages))]
 
     def baseline(self) -> tuple[Artifact, str]:
-        model_dir = _model_dir(self.p)
-        return Artifact(model_dir, "pytorch"), digest_dir(model_dir)
+        if self._baseline is None:  # digesting a model reads every byte: once per session
+            model_dir = _model_dir(self.p)
+            self._baseline = Artifact(model_dir, "pytorch"), digest_dir(model_dir)
+        return self._baseline
 
     def stage_key(self, input_key: str, tech: Technique, cfg: StageConfigBase) -> str:
         spec = self.p.spec
-        return digest_json({"input": input_key, "config": cfg.model_dump(mode="json", exclude={"name", "fallback"}),
-                            "code": tech.code_version, "max_length": spec.data.max_length,
-                            "calibration": spec.data.calibration and spec.data.calibration.model_dump()})
+        parts = {"input": input_key, "config": cfg.model_dump(mode="json", exclude={"name", "fallback"}),
+                 "code": tech.code_version, "max_length": spec.data.max_length,
+                 "calibration": spec.data.calibration and spec.data.calibration.model_dump()}
+        # Only techniques that read them are keyed by the train split, the teacher and model folders they name,
+        # so adding data.train to a pipeline leaves its quantization stages' outputs valid.
+        if "train" in tech.uses:
+            parts["train"] = spec.data.train and spec.data.train.model_dump()
+        if "teacher" in tech.uses:
+            parts["teacher"] = self.baseline()[1]
+        dirs = {k: digest_dir(self.ctx.resolve(v)) for k, v in cfg if k.endswith("_dir") and isinstance(v, str)}
+        if dirs:
+            parts["dirs"] = dirs
+        return digest_json(parts)
 
     def execute(self, step: Step, cfg: StageConfigBase, inp: Artifact, input_key: str,
                 folder: Path | None = None) -> tuple[Artifact, str, dict, bool]:

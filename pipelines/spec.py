@@ -225,6 +225,11 @@ def _check_semantics(p: Pipeline, text: str) -> None:
                             or (local and p.resolve(cal.path).resolve() == p.resolve(ev.path).resolve())):
         raise SpecError(_line(p.file, text, ("data", "calibration", "path"),
                               "calibration must not be the evaluation split (it would leak into the score)"))
+    tr = spec.data.train
+    if tr is not None and (tr.path == ev.path or (not tr.path.startswith("hf:") and not ev.path.startswith("hf:")
+                                                  and p.resolve(tr.path).resolve() == p.resolve(ev.path).resolve())):
+        raise SpecError(_line(p.file, text, ("data", "train", "path"),
+                              "train must not be the evaluation split (the score would measure memorization)"))
     art = p.resolve(spec.artifacts_dir).resolve()
     if not art.is_relative_to(p.root.resolve()):
         raise SpecError(_line(p.file, text, ("artifacts_dir",), f"{art} is outside the project root {p.root}"))
@@ -244,6 +249,13 @@ def _check_semantics(p: Pipeline, text: str) -> None:
             raise SpecError(_line(p.file, text, ("stages", i, "kind"),
                                   f"{st.kind} needs {' or '.join(_article(f) for f in tech.accepts)} model but gets {fmt}{hint}"))
         fmt = tech.produces
+        if "train" in tech.uses and spec.data.train is None:
+            raise SpecError(_line(p.file, text, ("stages", i, "kind"),
+                                  f"{st.kind} trains on data.train, which the pipeline does not declare"))
+        for key, value in st:
+            if key.endswith("_dir") and isinstance(value, str) and not (p.resolve(value) / "config.json").is_file():
+                raise SpecError(_line(p.file, text, ("stages", i, key),
+                                      f"not a Hugging Face model directory (no config.json): {p.resolve(value)}"))
     # Repeated kinds get suffixes (stage_names); an explicit name is never renamed, and no two names may clash.
     bases = [st.name or st.kind for st in spec.stages]
     for i, st in enumerate(spec.stages):
