@@ -40,6 +40,8 @@ class StageContext:
     train: object | None = None  # pipelines.data.Split of data.train, for techniques that train ("train" in uses)
     teacher: "Artifact | None" = None  # the pipeline's own model (the baseline), for distillation
     root: Path | None = None  # project root: relative `*_dir` config fields resolve against it
+    work_dir: Path | None = None  # per (input, config, code): survives a kill, so a training stage resumes
+    stage_key: str = ""  # digest of (input, config, code); a checkpoint written under another key is ignored
 
     def resolve(self, path: str) -> Path:
         p = Path(path)

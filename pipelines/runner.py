@@ -109,7 +109,9 @@ class Session:
         tech = REGISTRY[step.kind]
         key = self.stage_key(input_key, tech, cfg)
         out = (folder or self.stage_store) / f"{step.kind}-{key[:16]}"
-        info, cached = _run_stage(tech, cfg, inp, out, self.ctx)
+        work = self.stage_store / "work" / out.name
+        info, cached = _run_stage(tech, cfg, inp, out, replace(self.ctx, work_dir=work, stage_key=key))
+        shutil.rmtree(work, ignore_errors=True)  # checkpoints are only needed until the output exists
         return Artifact(out, tech.produces), key, info, cached
 
     def materialize(self, upto: int) -> tuple[Artifact, str]:

@@ -68,6 +68,7 @@ def write_tiny_project(root: Path, stages_yaml: str, gates_yaml: str = "", name:
     model = model_dir or build_tiny_classifier(root / "models" / "tiny")
     write_tsv(root / "data" / "eval.tsv", make_rows(200, 11))
     write_tsv(root / "data" / "calib.tsv", make_rows(64, 12))
+    write_tsv(root / "data" / "train.tsv", make_rows(512, 13))  # for stages that train (distill, recovery)
     (root / "configs" / "targets").mkdir(parents=True, exist_ok=True)
     (root / "configs" / "targets" / f"{target}.yaml").write_text(
         f"name: {target}\nmemory_mb: 1769\narchitecture: x86_64\npackage_type: zip\n")
@@ -81,6 +82,7 @@ model:
 data:
   eval: {{path: data/eval.tsv}}
   calibration: {{path: data/calib.tsv}}
+  train: {{path: data/train.tsv}}
   max_length: 32
 target: {target}
 {gates_yaml}
