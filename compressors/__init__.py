@@ -10,5 +10,7 @@ from compressors import quantize_weights_int4  # noqa: E402,F401
 from compressors import convert_fp16  # noqa: E402,F401
 from compressors import drop_layers  # noqa: E402,F401
 from compressors import distill  # noqa: E402,F401
+from compressors import prune_structured  # noqa: E402,F401
+from compressors import prune_magnitude  # noqa: E402,F401
 
 __all__ = ["REGISTRY", "Artifact", "StageContext", "StageError", "StageResult", "Technique"]

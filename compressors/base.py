@@ -81,6 +81,11 @@ class Technique:
     produces: Format
     uses: tuple[str, ...] = ()  # pipeline data the technique reads: "train" (data.train), "teacher" (the model)
 
+    def uses_for(self, cfg: StageConfigBase) -> tuple[str, ...]:
+        """What one stage reads: a config class may narrow (never widen) `uses` with a `uses` property."""
+        narrowed = getattr(cfg, "uses", None)
+        return self.uses if narrowed is None else tuple(u for u in self.uses if u in narrowed)
+
     @property
     def code_version(self) -> str:
         """Digest of the technique's module source: editing a technique invalidates its cached outputs."""

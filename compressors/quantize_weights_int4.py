@@ -1,6 +1,11 @@
-"""Weight-only int4 quantization of MatMul weights with ONNX Runtime's MatMulNBits: each block of
-`block_size` weights along the input dimension gets its own scale (and zero point when asymmetric);
-activations stay float and the kernel dequantizes on the fly. No calibration data is needed.
+"""Weight-only int4 quantization with ONNX Runtime: MatMul weights become MatMulNBits, embedding tables
+(Gather) become GatherBlockQuantized. Each block of `block_size` weights (along the input dimension of a
+MatMul, along the hidden dimension of an embedding row) gets its own scale (and zero point when
+asymmetric); activations stay float and the kernels dequantize on the fly. No calibration data is needed.
+
+Embeddings matter for size: in a small encoder the word-embedding table is most of the bytes (MiniLM-L6:
+11.7M of 22.7M parameters), and int8 MatMul quantization leaves it fp32. Gather quantization needs the
+plain Gather of an unfused graph: run this before optimize_onnx, which folds embeddings into one node.
 
 Reference: Dettmers & Zettlemoyer, 2023, "The case for 4-bit precision: k-bit Inference Scaling Laws"
 (ICML); blockwise round-to-nearest as in Frantar et al., 2023, "GPTQ" (ICLR), baseline RTN.
@@ -28,6 +33,8 @@ class QuantizeWeightsInt4Config(StageConfigBase):
     symmetric: bool = True
     accuracy_level: int | None = Field(None, ge=0, le=4, description="MatMulNBits compute type: 0 unset, "
                                        "1 fp32, 2 fp16, 3 bf16, 4 int8 activations")
+    op_types: list[Literal["MatMul", "Gather"]] = Field(["MatMul"], min_length=1,
+                                                        description="Gather = embedding tables (before optimize_onnx)")
     exclude_nodes: list[str] = []
     fallback: FallbackSpec | None = None  # read by the runner only: accuracy-aware fallback
     include_nodes: list[str] | None = Field(None, description="quantize only these nodes (per-node sensitivity)")
@@ -41,9 +48,9 @@ class QuantizeWeightsInt4Config(StageConfigBase):
 
 
 def quantizable_nodes(artifact: Artifact, cfg: QuantizeWeightsInt4Config) -> list[str]:
-    """MatMul nodes with a constant 2-D weight this config would quantize (include/exclude applied)."""
+    """Nodes with a constant 2-D weight this config would quantize (op_types, include/exclude applied)."""
     model = onnx.load(str(artifact.onnx_file), load_external_data=False)
-    return [n for n in _matmuls_2d(model)
+    return [n for n in _weight_nodes(model, cfg.op_types)
             if n not in cfg.exclude_nodes and (cfg.include_nodes is None or n in cfg.include_nodes)]
 
 
@@ -54,22 +61,26 @@ def quantize_weights_int4(cfg: QuantizeWeightsInt4Config, inp: Artifact, out: Pa
     MatMulNBitsQuantizer = _import_quantizer()
     model = onnx.load(str(inp.onnx_file))
     check_node_names("quantize_weights_int4", model, cfg.exclude_nodes, cfg.include_nodes)
-    candidates = _matmuls_2d(model)
+    candidates = _weight_nodes(model, cfg.op_types)
     exclude = set(cfg.exclude_nodes)
     if cfg.include_nodes is not None:  # ORT's nodes_to_include adds to the op types; "only these" is exclusion
         exclude |= set(candidates) - set(cfg.include_nodes)
     quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=cfg.block_size, is_symmetric=cfg.symmetric,
                                      accuracy_level=cfg.accuracy_level, nodes_to_exclude=sorted(exclude),
-                                     quant_format=QuantFormat.QOperator, op_types_to_quantize=("MatMul",))
+                                     quant_format=QuantFormat.QOperator, op_types_to_quantize=tuple(cfg.op_types))
     quantizer.process()
-    produced = sum(1 for n in quantizer.model.model.graph.node if n.op_type == "MatMulNBits")
-    if produced == 0:
-        raise StageError(f"quantize_weights_int4: no MatMul with a constant 2-D weight to quantize "
-                         f"({len(candidates)} candidate(s), {len(exclude & set(candidates))} excluded)")
+    ops = [n.op_type for n in quantizer.model.model.graph.node]
+    produced, gathers = ops.count("MatMulNBits"), ops.count("GatherBlockQuantized")
+    if produced + gathers == 0:
+        hint = " (Gather: optimize_onnx folds embeddings into one node; quantize them before it)" \
+            if "Gather" in cfg.op_types else ""
+        raise StageError(f"quantize_weights_int4: no {' or '.join(cfg.op_types)} with a constant 2-D weight to "
+                         f"quantize ({len(candidates)} candidate(s), {len(exclude & set(candidates))} excluded){hint}")
     copy_side_files(inp.path, out)
     quantizer.model.save_model_to_file(str(out / "model.onnx"), use_external_data_format=False)
     return StageResult(Artifact(out, "onnx"), {
-        "matmulnbits_nodes": produced, "matmul_fp32_nodes": len(_matmuls_2d(quantizer.model.model)),
+        "matmulnbits_nodes": produced, "gather_int4_nodes": gathers,
+        "matmul_fp32_nodes": len(_weight_nodes(quantizer.model.model, ["MatMul"])),
         "block_size": cfg.block_size, "symmetric": cfg.symmetric, "accuracy_level": cfg.accuracy_level})
 
 
@@ -88,8 +99,12 @@ def _import_quantizer():
     return matmul_nbits_quantizer.MatMulNBitsQuantizer
 
 
-def _matmuls_2d(model: onnx.ModelProto) -> list[str]:
-    """MatMuls whose weight (input B) is a 2-D float initializer: what MatMulNBits can take."""
+WEIGHT_INPUT = {"MatMul": 1, "Gather": 0}  # which input holds the weight: B of a MatMul, the table of a Gather
+
+
+def _weight_nodes(model: onnx.ModelProto, op_types) -> list[str]:
+    """Nodes whose weight is a 2-D float initializer: what MatMulNBits / GatherBlockQuantized can take."""
     floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
     two_d = {t.name for t in model.graph.initializer if len(t.dims) == 2 and t.data_type in floats}
-    return [n.name for n in model.graph.node if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in two_d]
+    return [n.name for n in model.graph.node if n.op_type in op_types
+            and len(n.input) > WEIGHT_INPUT[n.op_type] and n.input[WEIGHT_INPUT[n.op_type]] in two_d]

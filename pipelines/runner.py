@@ -63,7 +63,7 @@ class Session:
                            calibration=calibration, cache_dir=p.resolve(p.spec.artifacts_dir) / "stages" / "cache",
                            train=train, root=p.root)
         s = cls(p, eval_split, calibration, ctx)
-        if any("teacher" in REGISTRY[st.kind].uses for st in p.spec.stages):
+        if any("teacher" in REGISTRY[st.kind].uses_for(st) for st in p.spec.stages):
             s.ctx = replace(ctx, teacher=s.baseline()[0])
         return s
 
@@ -94,9 +94,9 @@ class Session:
                  "calibration": spec.data.calibration and spec.data.calibration.model_dump()}
         # Only techniques that read them are keyed by the train split, the teacher and model folders they name,
         # so adding data.train to a pipeline leaves its quantization stages' outputs valid.
-        if "train" in tech.uses:
+        if "train" in tech.uses_for(cfg):
             parts["train"] = spec.data.train and spec.data.train.model_dump()
-        if "teacher" in tech.uses:
+        if "teacher" in tech.uses_for(cfg):
             parts["teacher"] = self.baseline()[1]
         dirs = {k: digest_dir(self.ctx.resolve(v)) for k, v in cfg if k.endswith("_dir") and isinstance(v, str)}
         if dirs:

@@ -249,7 +249,7 @@ def _check_semantics(p: Pipeline, text: str) -> None:
             raise SpecError(_line(p.file, text, ("stages", i, "kind"),
                                   f"{st.kind} needs {' or '.join(_article(f) for f in tech.accepts)} model but gets {fmt}{hint}"))
         fmt = tech.produces
-        if "train" in tech.uses and spec.data.train is None:
+        if "train" in tech.uses_for(st) and spec.data.train is None:
             raise SpecError(_line(p.file, text, ("stages", i, "kind"),
                                   f"{st.kind} trains on data.train, which the pipeline does not declare"))
         for key, value in st:

@@ -73,3 +73,28 @@ def test_accuracy_level_is_ort_range():
     with pytest.raises(ValidationError):
         cfg(accuracy_level=5)
     assert cfg(accuracy_level=0).accuracy_level == 0
+
+
+def test_int4_embeddings_shrink_the_table_and_the_graph_still_fuses_and_quantizes(tiny_onnx, tmp_path):
+    from compressors.quantize_dynamic import QuantizeDynamicConfig, quantize_dynamic
+
+    emb = quantize_weights_int4(cfg(op_types=["Gather"]), tiny_onnx, tmp_path / "emb", stage_context())
+    assert emb.info["gather_int4_nodes"] >= 1 and emb.info["matmulnbits_nodes"] == 0
+    assert "GatherBlockQuantized" in op_types(emb.artifact) and "MatMulNBits" not in op_types(emb.artifact)
+    fused = optimize_onnx(OptimizeOnnxConfig(level=2), emb.artifact, tmp_path / "opt", stage_context()).artifact
+    assert "Attention" in op_types(fused)  # attention still fuses around the quantized embeddings
+    q = quantize_dynamic(QuantizeDynamicConfig(per_channel=True), fused, tmp_path / "q", stage_context()).artifact
+    assert {"GatherBlockQuantized", "DynamicQuantizeMatMul"} <= op_types(q) or \
+        {"GatherBlockQuantized", "MatMulInteger"} <= op_types(q)
+    logits, labels = onnx_logits(q)
+    reference, _ = onnx_logits(tiny_onnx)
+    assert (logits.argmax(-1) == labels).mean() > 0.85 and (logits.argmax(-1) == reference.argmax(-1)).mean() > 0.95
+    table = lambda a: max(len(t.raw_data) for t in onnx.load(str(a.onnx_file)).graph.initializer  # noqa: E731
+                          if "word_embeddings" in t.name)
+    assert table(emb.artifact) <= table(tiny_onnx) / 8  # 4 of 32 bits (the scales are separate tensors)
+
+
+def test_gather_on_a_fused_graph_says_to_quantize_before_optimizing(tiny_onnx, tmp_path):
+    fused = optimize_onnx(OptimizeOnnxConfig(level=2), tiny_onnx, tmp_path / "opt", stage_context()).artifact
+    with pytest.raises(StageError, match="before it"):
+        quantize_weights_int4(cfg(op_types=["Gather"]), fused, tmp_path / "q", stage_context())
