@@ -18,7 +18,7 @@ from pipelines.gates import Verdict, accuracy_gate, ceiling_gate
 from pipelines.locks import pipeline_lock, sweep_stale_temps
 from pipelines.records import Candidate, write_json_atomic
 from pipelines.runtime import resolve_model_path
-from pipelines.selection import select_best, write_best, write_dvc_outputs
+from pipelines.selection import finish_run, select_best, write_best, write_dvc_outputs
 from pipelines.spec import Pipeline, load_pipeline
 from pipelines.targets import budgets_for
 from pipelines.tracking import MlflowTracker, Tracker, default_tracking_uri
@@ -198,6 +198,7 @@ def _run_locked(s: Session, tracker: Tracker, progress: Callable[[str], None]) -
         if best is not None:
             write_best(s.run_dir, best)
         write_dvc_outputs(s.run_dir, p.name, s.candidates, best, parent)
+        finish_run(p, s.candidates, best, tracker, progress)  # Pareto plot and table, why it won, registry
         failed = False
     finally:
         passed = [c for c in s.candidates if c.passed]

@@ -33,6 +33,10 @@ class Tracker(Protocol):
     def log_candidate(self, cand: Candidate, record_file: Path, model_dir: Path | None,
                       parent_run_id: str | None = None) -> str: ...
     def log_report(self, name: str, params: dict, metrics: dict, files: list[Path]) -> str: ...
+    def log_files(self, files: list[Path]) -> None: ...
+    def candidate_run(self, cand: Candidate) -> str | None: ...
+    def register_candidate(self, name: str, cand: Candidate, tags: dict, run_id: str | None,
+                           model_dir: Path, description: str = "") -> dict | None: ...
     def end_pipeline(self, metrics: dict, tags: dict, failed: bool) -> None: ...
 
 
@@ -49,8 +53,22 @@ class NullTracker:
     def log_report(self, name: str, params: dict, metrics: dict, files: list[Path]) -> str:
         return ""
 
+    def log_files(self, files: list[Path]) -> None:
+        return None
+
+    def candidate_run(self, cand: Candidate) -> str | None:
+        return None
+
+    def register_candidate(self, name: str, cand: Candidate, tags: dict, run_id: str | None,
+                           model_dir: Path, description: str = "") -> dict | None:
+        return None
+
     def end_pipeline(self, metrics: dict, tags: dict, failed: bool) -> None:
         return None
+
+
+def _run_key(cand: Candidate) -> tuple:
+    return getattr(cand, "label", cand.stage), cand.trial, cand.config_key
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -80,6 +98,7 @@ class MlflowTracker:
             else:
                 self.experiment_id = exp.experiment_id
         self.parent_id: str | None = None
+        self._candidate_runs: dict[tuple, str] = {}  # candidate -> its run, for the registry
 
     def start_pipeline(self, name: str, params: dict, tags: dict) -> str:
         run = self.client.create_run(self.experiment_id, run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -136,6 +155,7 @@ class MlflowTracker:
             **{f"gate.{v.gate}": "pass" if v.passed else "fail" for v in cand.gates},
         })
         rid = run.info.run_id
+        self._candidate_runs[_run_key(cand)] = rid
         try:
             self._log_params(rid, {"stage.index": cand.index, "stage.kind": cand.kind,
                                    "config_digest": cand.config_digest, **cand.config})
@@ -166,6 +186,38 @@ class MlflowTracker:
             self.client.log_artifact(rid, str(f))
         self.client.set_terminated(rid, "FINISHED")
         return rid
+
+    def log_files(self, files: list[Path]) -> None:
+        """Files of the whole run (the Pareto plot and table) on the parent run."""
+        for f in files:
+            self.client.log_artifact(self.parent_id, str(f))
+
+    def candidate_run(self, cand: Candidate) -> str | None:
+        """The run this tracker logged for `cand`."""
+        return self._candidate_runs.get(_run_key(cand))
+
+    def register_candidate(self, name: str, cand: Candidate, tags: dict, run_id: str | None,
+                           model_dir: Path, description: str = "") -> dict | None:
+        """A new version of registered model `name` whose source is the candidate's run `run_id`; a candidate
+        this store never tracked (no run, or a run of another store) gets a run of its own for its model."""
+        from pipelines import registry
+
+        rid = run_id if run_id and registry.run_exists(self.client, run_id) else None
+        if rid is None:
+            run = self.client.create_run(self.experiment_id, run_name=f"model-{cand.stage}", tags={
+                **({"mlflow.parentRunId": self.parent_id} if self.parent_id else {}),
+                "lambdaslim.stage": cand.stage, "lambdaslim.format": cand.format})
+            rid = run.info.run_id
+            try:
+                self._log_params(rid, {"config_digest": cand.config_digest, "model_dir": str(model_dir)})
+                registry.ensure_model_logged(self.client, rid, model_dir)
+            except BaseException:
+                self.client.set_terminated(rid, "FAILED")  # not left RUNNING; the error goes on
+                raise
+            self.client.set_terminated(rid, "FINISHED")
+        else:
+            registry.ensure_model_logged(self.client, rid, model_dir)
+        return registry.register_version(self.client, name, rid, tags, description)
 
     def end_pipeline(self, metrics: dict, tags: dict, failed: bool) -> None:
         from mlflow.entities import Metric
