@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from bench.checks import print_checks
 from compressors import Artifact
-from pipelines.benchmarks import batch1_feeds, measure_accuracy, time_calls
-from pipelines.runtime import open_predictor
+from bench.rounds import alternating_p50, median_ratio
+from pipelines.benchmarks import measure_accuracy
 from pipelines.spec import load_pipeline
 
 
@@ -88,16 +87,9 @@ def main() -> int:
         arts = {"dynamic_int8": Artifact(Path(dynamic["path"]), "onnx"),
                 "static_int8": Artifact(Path(static["path"]), "onnx"),
                 "lambdaslim_best": Artifact(Path(best["path"]), best["format"]), "optimum_recipe": recipe}
-        preds = {n: open_predictor(a, 1) for n, a in arts.items()}
-        feeds = {n: batch1_feeds(a, ev.texts, 128) for n, a in arts.items()}
-        for n in arts:
-            time_calls(preds[n], feeds[n], 30)
-        p50 = {n: [] for n in arts}
+        p50 = alternating_p50(arts, ev.texts, 128, args.rounds, args.calls)
         names = list(arts)
-        for r in range(args.rounds):
-            for n in names[r % len(names):] + names[: r % len(names)]:
-                p50[n].append(float(np.median(time_calls(preds[n], feeds[n], args.calls, offset=r * args.calls))))
-    ratio = lambda a, b: statistics.median(x / y for x, y in zip(p50[a], p50[b]))  # noqa: E731
+    ratio = lambda a, b: median_ratio(p50, a, b)  # noqa: E731
     acc = {"dynamic_int8": dynamic["metrics"]["accuracy"], "static_int8": static["metrics"]["accuracy"],
            "lambdaslim_best": best["metrics"]["accuracy"], "optimum_recipe": recipe_acc}
     b = base["metrics"]["accuracy"]

@@ -16,13 +16,10 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.checks import print_checks
+from bench.rounds import alternating_p50, median_ratio
 from compressors import Artifact
-from pipelines.benchmarks import batch1_feeds, time_calls
 from pipelines.data import load_split
-from pipelines.runtime import open_predictor
 from pipelines.spec import load_pipeline
 
 
@@ -41,18 +38,9 @@ def main() -> int:
     variants = {name: Artifact(Path(c["path"]), c["format"]) for name, c in
                 [("pytorch_fp32", base), ("onnx_fp32", fp32), ("onnx_int8", int8)]}
     texts = load_split(p.resolve(p.spec.data.eval.path)).texts
-    predictors = {n: open_predictor(a, args.threads) for n, a in variants.items()}
-    feeds = {n: batch1_feeds(a, texts, p.spec.data.max_length) for n, a in variants.items()}
-    for n in variants:  # warm-up
-        time_calls(predictors[n], feeds[n], 30)
-
-    p50 = {n: [] for n in variants}
-    names = list(variants)
-    for r in range(args.rounds):
-        for n in names[r % 3:] + names[: r % 3]:  # rotate the order each round
-            p50[n].append(float(np.median(time_calls(predictors[n], feeds[n], args.calls, offset=r * args.calls))))
-    speedup = statistics.median(t / q for t, q in zip(p50["pytorch_fp32"], p50["onnx_int8"]))
-    speedup_fp32 = statistics.median(t / q for t, q in zip(p50["pytorch_fp32"], p50["onnx_fp32"]))
+    p50 = alternating_p50(variants, texts, p.spec.data.max_length, args.rounds, args.calls, args.threads)
+    speedup = median_ratio(p50, "pytorch_fp32", "onnx_int8")
+    speedup_fp32 = median_ratio(p50, "pytorch_fp32", "onnx_fp32")
     drop = base["metrics"]["accuracy"] - int8["metrics"]["accuracy"]
     size_ratio = int8["size_bytes"] / fp32["size_bytes"]
 
