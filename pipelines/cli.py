@@ -52,13 +52,63 @@ def cmd_report(args) -> int:
     from pipelines.spec import SpecError
 
     report = Path(args.run_dir) / "report.json"
+    if not report.is_file() and (Path(args.run_dir) / "selection.json").is_file():
+        return _print_cross_selection(Path(args.run_dir) / "selection.json")
     if not report.is_file():
         raise SpecError(f"{report}: no such file (is {args.run_dir} a run directory?)")
     data = json.loads(report.read_text())
     cands = [Candidate.from_dict(c) for c in data["candidates"]]
     print(f"pipeline {data['pipeline']} (MLflow run {data['mlflow_run_id']})")
     print(candidate_table(cands, data["best"]))
+    print()
+    print("\n".join(run_selection_lines(data, cands)))
     return EXIT_OK if data["best"] else EXIT_NO_CANDIDATE
+
+
+def run_selection_lines(data: dict, cands) -> list[str]:
+    """Why the winner won, from the run's `selection` section (recomputed for reports written before it)."""
+    from pipelines.pareto import describe, run_entries, selection_report
+
+    sel = data.get("selection")
+    if sel is None:
+        entries = run_entries(data["pipeline"], cands)
+        winner = next((e for e in entries if e.label == data["best"]), None)
+        sel = selection_report(entries, winner, "latency")  # the default objective: older reports do not say
+    lines = describe(sel)
+    if sel.get("registered"):
+        r = sel["registered"]
+        lines.append(f"registered: {r['name']} version {r['version']} (alias {r['alias']})")
+    return lines
+
+
+def _print_cross_selection(file: Path) -> int:
+    """`lambdaslim report artifacts/selected`: the selection `lambdaslim select` wrote."""
+    import json
+
+    from pipelines.pareto import describe
+
+    sel = json.loads(file.read_text())
+    print(f"selection across {', '.join(r['pipeline'] for r in sel['runs'])} (MLflow run {sel['mlflow_run_id']})")
+    print("\n".join(describe(sel)))
+    print(f"baselines: {sel['baselines']['note']}")
+    return EXIT_OK if sel["winner"] else EXIT_NO_CANDIDATE
+
+
+def cmd_select(args) -> int:
+    from pipelines.crossselect import select_runs
+    from pipelines.pareto import describe
+
+    sel = select_runs(args.run_dirs, args.out, objective=args.objective, model_name=args.model_name,
+                      experiment=args.experiment)
+    print("\n".join(describe(sel)))
+    print(f"baselines: {sel['baselines']['note']}")
+    if sel["winner"] is None:
+        _err(f"no candidate of {len(sel['runs'])} run(s) passed every gate; table in {Path(args.out) / 'pareto.md'}")
+        return EXIT_NO_CANDIDATE
+    reg = sel["registered"]
+    print(f"best: {sel['winner']['label']} -> {Path(args.out) / 'best'}"
+          + (f"; registered {reg['name']} version {reg['version']} (alias {reg['alias']})" if reg else ""))
+    return EXIT_OK
 
 
 def cmd_sensitivity(args) -> int:
@@ -104,7 +154,7 @@ def cmd_package(args) -> int:
         opts = PackageOptions(format=args.format, arch=args.arch, direct_upload=args.direct_upload or None,
                               deps_from=args.deps_from, calls=args.calls, ric_calls=args.ric_calls,
                               torch_baseline=not args.no_torch_baseline, pipeline=args.pipeline, out=args.out,
-                              metrics=args.metrics, cost_csv=args.cost_csv)
+                              metrics=args.metrics, cost_csv=args.cost_csv, registry_model=args.registry_model)
     except ValidationError as e:
         err = e.errors()[0]
         raise SpecError(f"package: --{str(err['loc'][0]).replace('_', '-')}: {err['msg']}") from None
@@ -135,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, arg, helptext in [
         ("run", cmd_run, "file", "run a pipeline file: every stage benchmarked, gated and tracked"),
         ("validate", cmd_validate, "file", "check a pipeline file without running anything"),
-        ("report", cmd_report, "run_dir", "print the candidate table of a run directory (artifacts/<pipeline>)"),
+        ("report", cmd_report, "run_dir", "the candidate table and why the winner won, of a run directory "
+                                          "(artifacts/<pipeline>) or of `lambdaslim select`'s output"),
     ]:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument(arg)
@@ -162,7 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="package directory (default: <run dir>/package)")
     sp.add_argument("--metrics", help="metrics file (default: <run dir>/package-metrics.json)")
     sp.add_argument("--cost-csv", help="cost table (default: <run dir>/package-cost.csv)")
+    sp.add_argument("--registry-model", metavar="NAME",
+                    help="attach the package to the version of registered model NAME that holds this candidate")
     sp.set_defaults(fn=cmd_package)
+    sp = sub.add_parser("select", help="the best candidate across several runs: Pareto frontier, why it won, "
+                                       "copied to OUT/best and registered in the MLflow model registry")
+    sp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="artifacts/<pipeline> of each run")
+    sp.add_argument("--out", default="artifacts/selected")
+    sp.add_argument("--objective", choices=["latency", "size"], help="default: the runs' own (they must agree)")
+    sp.add_argument("--model-name", default="lambdaslim-selected", help="registered model the winner is added to")
+    sp.add_argument("--experiment", default="lambdaslim-selection", help="MLflow experiment of the selection run")
+    sp.set_defaults(fn=cmd_select)
     return ap
 
 

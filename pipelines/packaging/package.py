@@ -54,6 +54,7 @@ class PackageOptions(BaseModel):
     out: Path | None = None
     metrics: Path | None = None
     cost_csv: Path | None = None
+    registry_model: str | None = Field(None, description="attach the package to this registered model's version")
 
 
 @dataclass
@@ -112,16 +113,42 @@ def package(best_dir: str | Path, opts: PackageOptions = PackageOptions(), progr
     report["out"] = str(out)
     write_json_atomic(metrics_file, package_metrics(report))
     _log_mlflow(p, run_dir, out, report, metrics_file, cost_csv)
+    if opts.registry_model:
+        _attach_to_registry(p, opts.registry_model, candidate.get("config_digest", ""), out, metrics_file, report,
+                            progress)
     return PackageResult(out, report)
 
 
 def _pipeline(best_dir: Path, opts: PackageOptions) -> Pipeline:
     root = project_root(best_dir / "candidate.json")
-    file = opts.pipeline or root / "configs" / "pipelines" / f"{best_dir.parent.name}.yaml"
+    file = opts.pipeline or _selected_pipeline(best_dir.parent, root) or \
+        root / "configs" / "pipelines" / f"{best_dir.parent.name}.yaml"
     if not Path(file).is_file():
         raise PackagingError(f"{best_dir}: no pipeline file {file} to read the target and evaluation data from; "
                              f"pass --pipeline FILE")
     return load_pipeline(file)
+
+
+def _selected_pipeline(run_dir: Path, root: Path) -> Path | None:
+    """`lambdaslim select` names the pipeline file that produced its winner in selection.json."""
+    sel = run_dir / "selection.json"
+    if not sel.is_file():
+        return None
+    file = (json.loads(sel.read_text()).get("winner") or {}).get("pipeline_file")
+    return root / file if file else None
+
+
+def _attach_to_registry(p: Pipeline, name: str, digest: str, out: Path, metrics_file: Path, report: dict,
+                        progress) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.registry import attach_package
+    from pipelines.tracking import default_tracking_uri
+
+    client = MlflowClient(tracking_uri=default_tracking_uri(p.root))
+    done = attach_package(client, name, digest, out, metrics_file, package_metrics(report))
+    progress(f"  registry: attached to {name} version {done['version']} (run {done['run_id']})" if done else
+             f"  registry: no version of {name} holds candidate {digest or '?'}; nothing attached")
 
 
 def baseline_model_dir(p: Pipeline) -> Path | None:
