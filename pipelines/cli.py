@@ -17,11 +17,13 @@ def _err(msg: str) -> None:
 
 
 def cmd_validate(args) -> int:
-    from pipelines.spec import load_pipeline
+    from pipelines.spec import load_pipeline, stage_names
     from pipelines.targets import budgets_for
 
     p = load_pipeline(args.file)
     print(f"{args.file}: ok — pipeline {p.name!r}, {len(p.spec.stages)} stage(s): {' -> '.join(p.stage_names())}")
+    for v in p.variants:
+        print(f"variant {v.name}: {' -> '.join(stage_names(v.stages))}")
     print(f"target {p.target.name}: {p.target.memory_mb} MB {p.target.architecture} {p.target.package_type}; "
           f"{budgets_for(p.target, 'onnx').describe()}")
     return EXIT_OK
@@ -32,7 +34,7 @@ def cmd_run(args) -> int:
     from pipelines.runner import run_pipeline
 
     result = run_pipeline(args.file)
-    best = result.best.stage if result.best else None
+    best = result.best.label if result.best else None
     print()
     print(candidate_table(result.candidates, best))
     if result.best is None:

@@ -25,6 +25,12 @@ class Candidate:
     cached: bool = False  # the stage output came from an earlier run
     trial: int | None = None  # accuracy-aware fallback trial number (None for a stage's own result)
     config_key: str = ""  # full digest of (input, config, code): the next stage's input key
+    variant: str | None = None  # the pipeline variant it belongs to; None: no variants, or shared by all of them
+
+    @property
+    def label(self) -> str:
+        """Unique among a run's candidates: a stage name recurs in every variant."""
+        return f"{self.variant}/{self.stage}" if self.variant else self.stage
 
     @property
     def passed(self) -> bool:

@@ -12,14 +12,14 @@ def candidate_table(cands: list[Candidate], best: str | None = None) -> str:
     base = next((c for c in cands if c.kind == "baseline"), None)
     base_p50 = base.metrics.get("latency_p50_ms") if base else None
     rows = [("#", "stage", "format", "acc %", "drop pt", "size MB", "p50 ms", "p95 ms", "speed-up", "RSS MB", "gates")]
-    for c in cands:
+    for c in cands:  # a variant's own candidate is shown as variant/stage
         m = c.metrics
         drop = (base.metrics["accuracy"] - m["accuracy"]) if base and "accuracy" in m else None
         speed = base_p50 / m["latency_p50_ms"] if base_p50 and m.get("latency_p50_ms") else None
         failed = c.failed_gates()
         verdict = "PASS" if not failed else "FAIL " + "; ".join(v.describe() for v in failed)
-        mark = "*" if c.stage == best else ""
-        rows.append((f"{c.index}{mark}", c.stage, c.format, _fmt(m.get("accuracy"), ".2f"), _fmt(drop, "+.2f"),
+        mark = "*" if c.label == best else ""
+        rows.append((f"{c.index}{mark}", c.label, c.format, _fmt(m.get("accuracy"), ".2f"), _fmt(drop, "+.2f"),
                      _fmt(c.size_bytes / 1e6, ",.1f"), _fmt(m.get("latency_p50_ms"), ".2f"),
                      _fmt(m.get("latency_p95_ms"), ".2f"), _fmt(speed, ".2f") + ("x" if speed else ""),
                      _fmt(m.get("peak_rss_mb"), ",.0f"), verdict))

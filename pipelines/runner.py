@@ -19,9 +19,10 @@ from pipelines.locks import pipeline_lock, sweep_stale_temps
 from pipelines.records import Candidate, write_json_atomic
 from pipelines.runtime import resolve_model_path
 from pipelines.selection import finish_run, select_best, write_best, write_dvc_outputs
-from pipelines.spec import Pipeline, load_pipeline
+from pipelines.spec import Pipeline, load_pipeline, stage_names
 from pipelines.targets import budgets_for
 from pipelines.tracking import MlflowTracker, Tracker, default_tracking_uri
+from pipelines.variants import Variant
 
 
 @dataclass
@@ -39,6 +40,14 @@ class Step:
     name: str
     kind: str
     cfg: StageConfigBase | None
+    variant: str | None = None  # the variant whose own step it is; None when every chain shares it
+    plan: str = ""  # identity of the chain up to here: equal in two variants -> run, measured and recorded once
+
+
+@dataclass
+class Chain:
+    variant: Variant | None  # None: a pipeline without variants
+    steps: list[Step]
 
 
 @dataclass
@@ -63,7 +72,7 @@ class Session:
                            calibration=calibration, cache_dir=p.resolve(p.spec.artifacts_dir) / "stages" / "cache",
                            train=train, root=p.root)
         s = cls(p, eval_split, calibration, ctx)
-        if any("teacher" in REGISTRY[st.kind].uses_for(st) for st in p.spec.stages):
+        if any("teacher" in REGISTRY[st.kind].uses_for(st) for st in p.all_stages()):
             s.ctx = replace(ctx, teacher=s.baseline()[0])
         return s
 
@@ -80,6 +89,28 @@ class Session:
         spec = self.p.spec
         return [Step(0, "baseline", "baseline", None)] + [
             Step(i + 1, n, s.kind, s) for i, (n, s) in enumerate(zip(self.p.stage_names(), spec.stages))]
+
+    def chains(self) -> list[Chain]:
+        """The pipeline's chain, or one per variant. A step that every variant's chain holds (same stages with the
+        same configs up to it) is shared: it belongs to no variant and runs, is measured and recorded once."""
+        if not self.p.variants:
+            return [Chain(None, self.steps())]
+        chains = [Chain(v, self._planned(v.stages)) for v in self.p.variants]
+        shared = set.intersection(*({st.plan for st in c.steps} for c in chains))
+        for c in chains:
+            for st in c.steps:
+                st.variant = None if st.plan in shared else c.variant.name
+        return chains
+
+    def _planned(self, stages) -> list[Step]:
+        key = plan = self.baseline()[1]
+        steps = [Step(0, "baseline", "baseline", None, plan=plan)]
+        for i, (name, cfg) in enumerate(zip(stage_names(stages), stages), start=1):
+            key = self.stage_key(key, REGISTRY[cfg.kind], cfg)
+            # The key leaves out the name and fallback settings, which change what is recorded: they count here.
+            plan = digest_json({"after": plan, "key": key, "name": name, "config": cfg.model_dump(mode="json")})
+            steps.append(Step(i, name, cfg.kind, cfg, plan=plan))
+        return steps
 
     def baseline(self) -> tuple[Artifact, str]:
         if self._baseline is None:  # digesting a model reads every byte: once per session
@@ -140,7 +171,7 @@ class Session:
         cand = Candidate(stage=step.name, kind=step.kind, index=step.index, path=str(artifact.path),
                          format=artifact.format, size_bytes=size, config_digest=key[:16],
                          config=cfg.model_dump(mode="json") if cfg is not None else {"model": spec.model.path},
-                         metrics=metrics, stage_info=info, config_key=key)
+                         metrics=metrics, stage_info=info, config_key=key, variant=step.variant)
         baseline = self.candidates[0].metrics if self.candidates else metrics
         cand.gates = evaluate_gates(p, metrics, baseline, budgets)
         return cand
@@ -153,17 +184,16 @@ def run_pipeline(file: str | Path, tracker: Tracker | None = None,
     # pipelines run side by side, sharing the stage store, whose entries are written whole or not at all.
     with pipeline_lock(s.run_dir, progress):
         s.stage_store.mkdir(parents=True, exist_ok=True)
-        for left in sweep_stale_temps(s.stage_store, depth=2) + sweep_stale_temps(s.run_dir, depth=1):
+        for left in sweep_stale_temps(s.stage_store, depth=2) + sweep_stale_temps(s.run_dir, depth=2):
             progress(f"removed {left.relative_to(s.p.root) if left.is_relative_to(s.p.root) else left} "
                      f"(left half-written by a process that was killed)")
         return _run_locked(s, tracker or open_tracker(s.p), progress)
 
 
 def _run_locked(s: Session, tracker: Tracker, progress: Callable[[str], None]) -> RunResult:
-    from pipelines.fallback import repair_accuracy
-
     p, spec = s.p, s.p.spec
-    progress(f"pipeline {p.name}: {len(spec.stages)} stage(s), target {p.target.name} "
+    variants = f" then {len(p.variants)} variant(s)" if p.variants else ""
+    progress(f"pipeline {p.name}: {len(spec.stages)} stage(s){variants}, target {p.target.name} "
              f"({budgets_for(p.target, 'onnx').describe()})")
     parent = tracker.start_pipeline(p.name, {
         "pipeline_file": str(p.file), "target": p.target.name, "memory_mb": p.target.memory_mb,
@@ -172,11 +202,48 @@ def _run_locked(s: Session, tracker: Tracker, progress: Callable[[str], None]) -
     }, {"lambdaslim.target": p.target.name})
     failed, best = True, None
     try:
-        artifact, key = s.baseline()
-        steps = s.steps()
+        recorded: dict[str, Candidate] = {}  # plan -> candidate: what variants share is recorded once
+        for chain in s.chains():
+            _run_chain(s, chain, tracker, recorded, progress)
+        best = select_best(s.candidates, spec.objective)
+        if best is not None:
+            write_best(s.run_dir, best)
+        write_dvc_outputs(s.run_dir, p.name, s.candidates, best, parent)
+        finish_run(p, s.candidates, best, tracker, progress)  # Pareto plot and table, why it won, registry
+        failed = False
+    finally:
+        passed = [c for c in s.candidates if c.passed]
+        tracker.end_pipeline({"candidates": len(s.candidates), "candidates_passed": len(passed)},
+                             {"lambdaslim.selected": best.label if best else "none"}, failed)
+    return RunResult(p.name, s.run_dir, s.candidates, best, parent)
+
+
+def _run_chain(s: Session, chain: Chain, tracker: Tracker, recorded: dict[str, Candidate],
+               progress: Callable[[str], None]) -> None:
+    """Run one chain from the baseline, each step benchmarked, gated and tracked.
+
+    In MLflow, a variant is a child run of the pipeline's parent run, and its own candidates are nested
+    under it (also tagged `lambdaslim.variant`): ticking the variant runs and pressing Compare lines the
+    variants up side by side, their grid values as params and their final candidate's figures as metrics,
+    while the shared stages and the baseline stay single children of the parent, recorded once.
+    """
+    from pipelines.fallback import repair_accuracy
+
+    spec, v = s.p.spec, chain.variant
+    tag, steps = (f"{v.name}: " if v else ""), chain.steps
+    variant_run = tracker.start_variant(v.name, v.values | {"variant.stages": ",".join(st.name for st in steps[1:])},
+                                        {"lambdaslim.variant": v.name}) if v else None
+    artifact, key = s.baseline()
+    last, failed = None, True
+    try:
         for step in steps:
             t0 = time.perf_counter()
-            progress(f"[{step.index + 1}/{len(steps)}] {step.name} ...")
+            if v is not None and step.plan in recorded:  # another variant ran it: same stages, same configs
+                last = recorded[step.plan]
+                artifact, key = Artifact(Path(last.path), last.format), last.config_key
+                progress(f"{tag}[{step.index + 1}/{len(steps)}] {step.name}: recorded above as {last.label}")
+                continue
+            progress(f"{tag}[{step.index + 1}/{len(steps)}] {step.name} ...")
             info, cached, trials = {}, False, []
             if step.cfg is not None:
                 inp, inp_key = artifact, key
@@ -188,23 +255,18 @@ def _run_locked(s: Session, tracker: Tracker, progress: Callable[[str], None]) -
                 artifact, key = Artifact(Path(cand.path), cand.format), cand.config_key
             s.candidates.append(cand)
             record = write_candidate(s.run_dir, cand)
-            run_id = tracker.log_candidate(cand, record, artifact.path if spec.tracking.log_models else None)
+            run_id = tracker.log_candidate(cand, record, artifact.path if spec.tracking.log_models else None,
+                                           parent_run_id=variant_run if step.variant else None)
             for trial in trials:
                 tracker.log_candidate(trial, write_candidate(s.run_dir, trial, suffix=f"trial{trial.trial}"),
                                       None, parent_run_id=run_id)
-            progress(f"[{step.index + 1}/{len(steps)}] {step.name}: {_summary(cand, s.candidates[0])} "
+            recorded[step.plan] = last = cand
+            progress(f"{tag}[{step.index + 1}/{len(steps)}] {step.name}: {_summary(cand, s.candidates[0])} "
                      f"({time.perf_counter() - t0:.1f}s{', cached' if cand.cached else ''})")
-        best = select_best(s.candidates, spec.objective)
-        if best is not None:
-            write_best(s.run_dir, best)
-        write_dvc_outputs(s.run_dir, p.name, s.candidates, best, parent)
-        finish_run(p, s.candidates, best, tracker, progress)  # Pareto plot and table, why it won, registry
         failed = False
     finally:
-        passed = [c for c in s.candidates if c.passed]
-        tracker.end_pipeline({"candidates": len(s.candidates), "candidates_passed": len(passed)},
-                             {"lambdaslim.selected": best.stage if best else "none"}, failed)
-    return RunResult(p.name, s.run_dir, s.candidates, best, parent)
+        if variant_run is not None:
+            tracker.end_variant(variant_run, last, failed)
 
 
 def open_tracker(p: Pipeline) -> MlflowTracker:
@@ -282,7 +344,8 @@ def evaluate_gates(p: Pipeline, m: dict, base: dict, budgets) -> list[Verdict]:
 
 
 def write_candidate(run_dir: Path, cand: Candidate, suffix: str = "") -> Path:
-    path = run_dir / "candidates" / f"{cand.index:02d}-{cand.stage}{'-' + suffix if suffix else ''}.json"
+    folder = run_dir / "candidates" / (cand.variant or "")  # a variant's own: its stage names recur in others
+    path = folder / f"{cand.index:02d}-{cand.stage}{'-' + suffix if suffix else ''}.json"
     write_json_atomic(path, cand.to_dict())
     return path
 

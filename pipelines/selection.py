@@ -68,21 +68,30 @@ def write_best(run_dir: Path, best: Candidate, source: Path | None = None) -> Pa
 def write_dvc_outputs(run_dir: Path, name: str, cands: list[Candidate], best: Candidate | None, run_id: str) -> None:
     """report.json (every record), metrics.json (what `dvc metrics` reads) and plots.csv (`dvc plots`)."""
     write_json_atomic(run_dir / "report.json", {
-        "pipeline": name, "mlflow_run_id": run_id, "best": best.stage if best else None,
+        "pipeline": name, "mlflow_run_id": run_id, "best": best.label if best else None,
         "candidates": [c.to_dict() for c in cands],
     })
     keys = ("accuracy", "macro_f1", "size_mb", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "peak_rss_mb")
     figures = lambda c: {k: c.metrics[k] for k in keys if k in c.metrics} | {"passed": c.passed}  # noqa: E731
+    # A variant's own candidates go under its name (their stage names recur in every variant); the baseline and
+    # the stages all variants share stay under "stages", as in a pipeline without variants.
+    variants: dict[str, dict] = {}
+    for c in cands:
+        if c.variant:
+            variants.setdefault(c.variant, {})[c.stage] = figures(c)
+    where = {"variant": best.variant} if best and best.variant else {}
     write_json_atomic(run_dir / "metrics.json", {
-        "selected": ({"stage": best.stage} | figures(best)) if best else None,
-        "stages": {c.stage: figures(c) for c in cands},
-    })
+        "selected": ({"stage": best.stage} | where | figures(best)) if best else None,
+        "stages": {c.stage: figures(c) for c in cands if not c.variant},
+    } | ({"variants": variants} if variants else {}))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["stage", "accuracy", "latency_p95_ms", "latency_p50_ms", "size_mb", "passed"])
+    w.writerow(["stage", "accuracy", "latency_p95_ms", "latency_p50_ms", "size_mb", "passed"]
+               + (["variant"] if variants else []))
     for c in cands:
         m = c.metrics
-        w.writerow([c.stage, m["accuracy"], m["latency_p95_ms"], m["latency_p50_ms"], m["size_mb"], int(c.passed)])
+        w.writerow([c.stage, m["accuracy"], m["latency_p95_ms"], m["latency_p50_ms"], m["size_mb"], int(c.passed)]
+                   + ([c.variant or ""] if variants else []))
     tmp = run_dir / f".plots.csv.{os.getpid()}.tmp"  # per process: two writers never share a temporary file
     tmp.write_text(buf.getvalue())
     os.replace(tmp, run_dir / "plots.csv")

@@ -5,9 +5,9 @@ holds dvc.yaml, pyproject.toml or .git (else the file's own folder).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import json
 import re
@@ -73,6 +73,15 @@ class TrackingSpec(Strict):
     log_models: bool = True
 
 
+class VariantSpec(Strict):
+    """One group of variants: its own stages after the shared `stages` (a branch), a grid over stage fields
+    (every combination is one variant), or both. Expanded and checked by pipelines.variants."""
+
+    name: str | None = Field(None, pattern=NAME_PATTERN, max_length=60)
+    stages: list[StageConfig] = []
+    grid: dict[str, dict[str, list[Any]]] | None = Field(None, description="stage name -> field -> values")
+
+
 class PipelineSpec(Strict):
     name: str | None = Field(None, pattern=NAME_PATTERN, max_length=100)
     model: ModelSpec
@@ -84,6 +93,7 @@ class PipelineSpec(Strict):
     objective: Literal["latency", "size"] = "latency"
     artifacts_dir: str = "artifacts"
     stages: list[StageConfig] = Field(min_length=1)
+    variants: list[VariantSpec] | None = Field(None, min_length=1, description="chains after the shared stages")
 
 
 # Characters str.splitlines() breaks on: a key, path or target name holding one must not split the message.
@@ -104,6 +114,7 @@ class Pipeline:
     root: Path
     target: LambdaTarget
     target_file: Path
+    variants: tuple = ()  # pipelines.variants.Variant, each a full chain; empty without `variants:`
 
     @property
     def name(self) -> str:
@@ -118,12 +129,21 @@ class Pipeline:
         return self.resolve(self.spec.artifacts_dir) / self.name
 
     def stage_names(self) -> list[str]:
-        names, seen = [], {}
-        for st in self.spec.stages:
-            base = st.name or st.kind
-            seen[base] = seen.get(base, 0) + 1
-            names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
-        return names
+        return stage_names(self.spec.stages)
+
+    def all_stages(self) -> list:
+        """Every stage config the pipeline may run: its own, and each variant's chain."""
+        return list(self.spec.stages) + [st for v in self.variants for st in v.stages]
+
+
+def stage_names(stages) -> list[str]:
+    """Display names of a chain: the explicit name, else the kind (suffixed _2, _3 when repeated)."""
+    names, seen = [], {}
+    for st in stages:
+        base = st.name or st.kind
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return names
 
 
 def project_root(file: Path) -> Path:
@@ -151,6 +171,10 @@ def load_pipeline(file: str | Path) -> Pipeline:
         raise SpecError(_first_error(target_file, ttext, e)) from None
     pipeline = Pipeline(spec, file, root, target, target_file)
     _check_semantics(pipeline, text)
+    if spec.variants:
+        from pipelines.variants import expand_variants  # builds on this module's models and checks
+
+        pipeline = replace(pipeline, variants=expand_variants(pipeline, data, text))
     return pipeline
 
 
@@ -240,30 +264,36 @@ def _check_semantics(p: Pipeline, text: str) -> None:
         if not folder.resolve().is_relative_to(art):
             raise SpecError(_line(p.file, text, ("artifacts_dir",), f"{folder} leads to {folder.resolve()}, "
                                                                    f"outside the artifact directory {art}"))
+    check_chain(p, text, spec.stages, [("stages", i) for i in range(len(spec.stages))])
+
+
+def check_chain(p: Pipeline, text: str, stages: list, locs: list[tuple]) -> None:
+    """One chain of stages from the baseline: formats fit, data exists, names are unique. `locs` are
+    the stages' YAML locations, for the error line."""
     fmt = "pytorch"
-    names = p.stage_names()
-    for i, st in enumerate(spec.stages):
+    names = stage_names(stages)
+    for i, st in enumerate(stages):
         tech = REGISTRY[st.kind]
         if fmt not in tech.accepts:
             hint = " (put export_onnx before it)" if fmt == "pytorch" else ""
-            raise SpecError(_line(p.file, text, ("stages", i, "kind"),
+            raise SpecError(_line(p.file, text, locs[i] + ("kind",),
                                   f"{st.kind} needs {' or '.join(_article(f) for f in tech.accepts)} model but gets {fmt}{hint}"))
         fmt = tech.produces
-        if "train" in tech.uses_for(st) and spec.data.train is None:
-            raise SpecError(_line(p.file, text, ("stages", i, "kind"),
+        if "train" in tech.uses_for(st) and p.spec.data.train is None:
+            raise SpecError(_line(p.file, text, locs[i] + ("kind",),
                                   f"{st.kind} trains on data.train, which the pipeline does not declare"))
         for key, value in st:
             if key.endswith("_dir") and isinstance(value, str) and not (p.resolve(value) / "config.json").is_file():
-                raise SpecError(_line(p.file, text, ("stages", i, key),
+                raise SpecError(_line(p.file, text, locs[i] + (key,),
                                       f"not a Hugging Face model directory (no config.json): {p.resolve(value)}"))
     # Repeated kinds get suffixes (stage_names); an explicit name is never renamed, and no two names may clash.
-    bases = [st.name or st.kind for st in spec.stages]
-    for i, st in enumerate(spec.stages):
+    bases = [st.name or st.kind for st in stages]
+    for i, st in enumerate(stages):
         clash = next((j for j in range(i) if names[j] == names[i] or (st.name and bases[j] == st.name)), None)
         if clash is not None:
-            loc = ("stages", i, "name") if st.name else ("stages", i)
+            loc = locs[i] + ("name",) if st.name else locs[i]
             raise SpecError(_line(p.file, text, loc, f"stage name {(st.name or names[i])!r} is already used by "
-                                                     f"stages[{clash}]; stage names must be unique"))
+                                                     f"{_path(locs[clash])}; stage names must be unique"))
 
 
 def _check_no_remote_code(p: Pipeline, text: str, d: Path) -> None:
@@ -315,9 +345,12 @@ def _message(err: dict, loc: tuple) -> str:
 
 
 def _line(file: Path, text: str, loc: tuple, message: str) -> str:
-    path = "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".") or "(top level)"
     line = _line_number(text, loc)
-    return f"{file}{f':{line}' if line else ''}: {path}: {message}"
+    return f"{file}{f':{line}' if line else ''}: {_path(loc)}: {message}"
+
+
+def _path(loc: tuple) -> str:
+    return "".join(f"[{x}]" if isinstance(x, int) else f".{x}" for x in loc).lstrip(".") or "(top level)"
 
 
 def _line_number(text: str, loc: tuple) -> int | None:

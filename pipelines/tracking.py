@@ -1,7 +1,9 @@
 """Tracking behind one small interface; MLflow is its only real implementation.
 
 One parent run per pipeline run, one nested run per candidate (baseline and each stage), all with
-the same metric names so the MLflow UI compares them column by column.
+the same metric names so the MLflow UI compares them column by column. A pipeline with variants adds
+one child run per variant (its grid values as params, its last candidate's figures as metrics), with
+that variant's own candidates nested under it; what every variant shares stays under the parent.
 
 A parent run is tagged with the process that owns it (`lambdaslim.host`, `lambdaslim.pid`,
 `lambdaslim.pid_started`). A run left RUNNING by a process that was killed is closed as KILLED (with
@@ -37,6 +39,8 @@ class Tracker(Protocol):
     def candidate_run(self, cand: Candidate) -> str | None: ...
     def register_candidate(self, name: str, cand: Candidate, tags: dict, run_id: str | None,
                            model_dir: Path, description: str = "") -> dict | None: ...
+    def start_variant(self, name: str, params: dict, tags: dict) -> str: ...
+    def end_variant(self, run_id: str, final: Candidate | None, failed: bool) -> None: ...
     def end_pipeline(self, metrics: dict, tags: dict, failed: bool) -> None: ...
 
 
@@ -63,8 +67,25 @@ class NullTracker:
                            model_dir: Path, description: str = "") -> dict | None:
         return None
 
+    def start_variant(self, name: str, params: dict, tags: dict) -> str:
+        return ""
+
+    def end_variant(self, run_id: str, final: Candidate | None, failed: bool) -> None:
+        return None
+
     def end_pipeline(self, metrics: dict, tags: dict, failed: bool) -> None:
         return None
+
+
+def _gate_tags(cand: Candidate) -> dict:
+    return {"gates.passed": str(cand.passed).lower(), **{f"gate.{v.gate}": "pass" if v.passed else "fail"
+                                                         for v in cand.gates}}
+
+
+def _figures(cand: Candidate) -> dict:
+    """Benchmark figures and gate margins, named alike in every run so the UI compares them column by column."""
+    return ({k: cand.metrics[k] for k in BENCHMARK_METRICS if k in cand.metrics}
+            | {f"gate.{v.gate}.margin": v.margin for v in cand.gates})
 
 
 def _run_key(cand: Candidate) -> tuple:
@@ -150,9 +171,8 @@ class MlflowTracker:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={
             "mlflow.parentRunId": parent_run_id or self.parent_id,
             "lambdaslim.stage": cand.stage, "lambdaslim.kind": cand.kind, "lambdaslim.format": cand.format,
-            "lambdaslim.cached": str(cand.cached).lower(),
-            "gates.passed": str(cand.passed).lower(),
-            **{f"gate.{v.gate}": "pass" if v.passed else "fail" for v in cand.gates},
+            "lambdaslim.cached": str(cand.cached).lower(), **_gate_tags(cand),
+            **({"lambdaslim.variant": cand.variant} if cand.variant else {}),
         })
         rid = run.info.run_id
         self._candidate_runs[_run_key(cand)] = rid
@@ -160,9 +180,8 @@ class MlflowTracker:
             self._log_params(rid, {"stage.index": cand.index, "stage.kind": cand.kind,
                                    "config_digest": cand.config_digest, **cand.config})
             now = int(time.time() * 1000)
-            metrics = {k: cand.metrics[k] for k in BENCHMARK_METRICS if k in cand.metrics}
+            metrics = _figures(cand)
             metrics |= {f"stage.{k}": v for k, v in cand.stage_info.items() if isinstance(v, (int, float))}
-            metrics |= {f"gate.{v.gate}.margin": v.margin for v in cand.gates}
             self.client.log_batch(rid, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
             self.client.log_artifact(rid, str(record_file))
             if model_dir is not None:
@@ -172,6 +191,24 @@ class MlflowTracker:
             raise
         self.client.set_terminated(rid, "FINISHED")
         return rid
+
+    def start_variant(self, name: str, params: dict, tags: dict) -> str:
+        """A child run of the pipeline run for one variant; its own candidates nest under it."""
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={
+            "mlflow.parentRunId": self.parent_id, "lambdaslim.kind": "variant", **tags})
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def end_variant(self, run_id: str, final: Candidate | None, failed: bool) -> None:
+        """The variant's outcome, its last candidate, under the same metric names as a candidate run."""
+        from mlflow.entities import Metric
+
+        if final is not None:
+            now = int(time.time() * 1000)
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in _figures(final).items()])
+            for k, v in (_gate_tags(final) | {"lambdaslim.final_candidate": final.label}).items():
+                self.client.set_tag(run_id, k, v)
+        self.client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
     def log_report(self, name: str, params: dict, metrics: dict, files: list[Path]) -> str:
         """A standalone run for a diagnosis (e.g. per-layer sensitivity): params, metrics, files."""

@@ -31,15 +31,21 @@ def _sh(cmd: list[str], cwd: Path, env: dict) -> str:
     return res.stdout + res.stderr
 
 
-def test_dvc_repro_runs_the_pipeline_then_does_nothing_on_rerun(make_project, tmp_path, mlflow_uri):
-    repo = tmp_path / "repo"
+def dvc_repo(folder: Path, dvc_yaml: str) -> tuple[Path, dict]:
+    """A fresh git + DVC repository holding `dvc_yaml`, and the environment to run git, dvc and lambdaslim in."""
+    repo = folder / "repo"
     repo.mkdir()
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                         "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
                         "GIT_COMMITTER_EMAIL": "t@t", "DVC_NO_ANALYTICS": "1"}
     _sh(["git", "init", "-q"], repo, env)
     _sh(["dvc", "init", "-q"], repo, env)
-    (repo / "dvc.yaml").write_text(DVC_YAML)
+    (repo / "dvc.yaml").write_text(dvc_yaml)
+    return repo, env
+
+
+def test_dvc_repro_runs_the_pipeline_then_does_nothing_on_rerun(make_project, tmp_path, mlflow_uri):
+    repo, env = dvc_repo(tmp_path, DVC_YAML)
     make_project("  - kind: export_onnx\n  - kind: quantize_dynamic\n", root=repo)
 
     first = _sh(["dvc", "repro"], repo, env)
