@@ -23,6 +23,7 @@ repro: setup
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
+# tests/ and notebooks/ (pytest.ini: testpaths, --nbmake runs each notebook top to bottom)
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
