@@ -146,7 +146,8 @@ def select_runs(run_dirs: list[str | Path], out: str | Path, objective: str | No
             source = _winner_source(run, winner.cand)
             write_best(out, winner.cand, source)
             report["winner"] = {"label": winner.label, "pipeline": winner.pipeline, "stage": winner.cand.stage,
-                                "pipeline_file": run.pipeline_file, "config_digest": winner.cand.config_digest,
+                                "pipeline_file": _for_package(run.pipeline_file, root, out),
+                                "config_digest": winner.cand.config_digest,
                                 "source": relative_to_root(source, root)}
             report["registered"] = _register(tracker, model_name, winner, run, objective, report, out / "best")
         else:
@@ -161,6 +162,13 @@ def select_runs(run_dirs: list[str | Path], out: str | Path, objective: str | No
                              {"lambdaslim.selected": winner.label if winner else "none"}, failed)
     progress(f"selection across {', '.join(r.pipeline for r in runs)} -> {out} (MLflow run {report['mlflow_run_id']})")
     return report
+
+
+def _for_package(pipeline_file: str | None, root: Path, out: Path) -> str | None:
+    """As `lambdaslim package OUT/best` resolves it: from the project root when OUT is in the project, else whole."""
+    if pipeline_file is None:
+        return None
+    return pipeline_file if out.is_relative_to(root) else str((root / pipeline_file).resolve())
 
 
 def _register(tracker: Tracker, name: str, winner: Entry, run: RunInfo, objective: str, report: dict,

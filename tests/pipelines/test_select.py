@@ -129,3 +129,24 @@ def test_runs_that_disagree_on_the_objective_need_one(runs, tmp_path, capsys):
     (size_run / "report.json").write_text(json.dumps(report))
     assert main(["select", str(root / "artifacts/static"), str(size_run), "--out", str(tmp_path / "o")]) == 2
     assert "disagree on the objective (static: latency, size-run: size)" in capsys.readouterr().err
+
+
+def test_the_package_of_a_selection_uses_the_winners_pipeline_and_is_attached_to_its_version(runs, tmp_path, capsys,
+                                                                                            monkeypatch):
+    root, uri = runs
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "selected"  # outside the project: the winner's pipeline file is named whole
+    assert main(["select", str(root / "artifacts/dyn"), str(root / "artifacts/static"), "--out", str(out),
+                 "--model-name", "pkg-sel"]) == 0
+    win = json.loads((out / "selection.json").read_text())["winner"]
+    capsys.readouterr()
+    assert main(["package", str(out / "best"), "--format", "container", "--deps-from", "venv", "--calls", "20",
+                 "--ric-calls", "0", "--no-torch-baseline", "--registry-model", "pkg-sel"]) == 0
+    printed = capsys.readouterr().out
+    assert f"package {win['pipeline']}/{win['stage']}:" in printed and "registry: attached to pkg-sel version 1" in printed
+    client = MlflowClient(tracking_uri=uri)
+    mv = client.get_model_version_by_alias("pkg-sel", ALIAS)
+    assert mv.tags["package.format"] == "container" and float(mv.tags["package.unzipped_mb"]) > 0
+    assert mv.tags["package.deployable"] == "true" and "package.init_ms" in mv.tags
+    logged = {a.path for a in client.list_artifacts(mv.run_id, "package")}
+    assert {"package/report.json", "package/manifest.json", "package/package-metrics.json"} <= logged
