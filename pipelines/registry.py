@@ -19,6 +19,7 @@ MODEL_ARTIFACT = "model"
 def version_tags(cand: Candidate, pipeline: str, pipeline_file: str | None, objective: str) -> dict[str, str]:
     m = cand.metrics
     tags = {"pipeline": pipeline, "pipeline_file": pipeline_file or "", "stage": cand.stage, "kind": cand.kind,
+            "variant": cand.variant or "",
             "format": cand.format, "config_digest": cand.config_digest, "objective": objective,
             "accuracy": f"{m['accuracy']:.4f}", "latency_p95_ms": f"{m['latency_p95_ms']:.4f}",
             "latency_p50_ms": f"{m.get('latency_p50_ms', float('nan')):.4f}",

@@ -12,6 +12,15 @@ from pipelines.registry import ALIAS, attach_package, version_tags
 from pipelines.tracking import MlflowTracker
 
 STAGES = "  - kind: export_onnx\n  - kind: quantize_dynamic\n"
+GRID = """  - kind: export_onnx
+variants:
+  - name: dyn
+    stages:
+      - kind: quantize_dynamic
+    grid:
+      quantize_dynamic:
+        per_channel: [true, false]
+"""
 
 
 def test_run_writes_pareto_logs_it_registers_the_winner_and_a_rerun_moves_the_alias(make_project, mlflow_uri, capsys):
@@ -113,3 +122,19 @@ def test_a_package_is_attached_to_the_version_holding_its_candidate(tmp_path, ml
     assert "package.format" not in client.get_model_version("pkg", "2").tags
     assert attach_package(client, "pkg", "unknown", pkg, metrics_file, metrics) is None
     assert attach_package(client, "no-such-model", "d1", pkg, metrics_file, metrics) is None
+
+
+def test_a_variant_winner_is_registered_from_its_own_nested_run(make_project, mlflow_uri):
+    # objective size: the int8 variants (smaller than the fp32 export) win whatever the timings
+    file = make_project(GRID, gates_yaml="objective: size\n")
+    assert main(["run", str(file)]) == 0
+    report = json.loads((file.parents[2] / "artifacts" / "tiny" / "report.json").read_text())
+    sel = report["selection"]
+    assert sel["selected"] == report["best"] and report["best"].startswith("dyn,per_channel=")
+    assert set(sel["mlflow_runs"]) == {"baseline", "export_onnx", "dyn,per_channel=true/quantize_dynamic",
+                                       "dyn,per_channel=false/quantize_dynamic"}
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    mv = client.get_model_version_by_alias("tiny", ALIAS)
+    assert mv.run_id == sel["mlflow_runs"][report["best"]] and mv.tags["variant"] == report["best"].split("/")[0]
+    run = client.get_run(mv.run_id)
+    assert run.data.tags["lambdaslim.variant"] == mv.tags["variant"] and client.list_artifacts(mv.run_id, "model")
