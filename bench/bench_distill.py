@@ -29,7 +29,8 @@ def main() -> int:
     ap.add_argument("--distilled", default="configs/pipelines/sst2-minilm-distilled.yaml")
     ap.add_argument("--teacher-pipeline", default="configs/pipelines/sst2-minilm.yaml",
                     help="a run of the teacher whose export_onnx candidate is the teacher's fp32 ONNX")
-    ap.add_argument("--stage", default=None, help="the student candidate (default: the distilled run's last stage)")
+    ap.add_argument("--stage", default=None, help="the student candidate, as 'variant/stage' in a run with variants "
+                                                  "(default: the run's selected candidate, else its last)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=200)
     args = ap.parse_args()
@@ -38,7 +39,11 @@ def main() -> int:
     report = json.loads((p.run_dir / "report.json").read_text())
     cands = report["candidates"]
     teacher = next(c for c in cands if c["kind"] == "baseline")
-    student = next(c for c in cands if c["stage"] == args.stage) if args.stage else cands[-1]
+    label = lambda c: f"{c['variant']}/{c['stage']}" if c.get("variant") else c["stage"]  # noqa: E731
+    wanted = args.stage or report["best"]
+    student = next((c for c in cands if label(c) == wanted), None) if wanted else cands[-1]
+    if student is None:
+        raise SystemExit(f"no candidate {wanted!r} in {p.run_dir / 'report.json'}")
     distilled = next(c for c in cands if c["kind"] == "distill")
     t_report = json.loads((load_pipeline(args.teacher_pipeline).run_dir / "report.json").read_text())
     teacher_onnx = next(c for c in t_report["candidates"] if c["kind"] == "export_onnx")
@@ -56,7 +61,8 @@ def main() -> int:
 
     print(f"lambdaslim distillation benchmark — {time.strftime('%Y-%m-%d')}, {platform.machine()}, 1 thread, "
           f"{args.rounds} rounds x {args.calls} batch-1 calls on SST-2 validation")
-    print(f"student = {student['stage']} after {' -> '.join(c['stage'] for c in cands[1:cands.index(student) + 1])}")
+    chain = [c for c in cands[1:cands.index(student) + 1] if c.get("variant") in (None, student.get("variant"))]
+    print(f"student = {label(student)}: {' -> '.join(c['stage'] for c in chain)}")
     print(f"{'variant':16} {'accuracy %':>10} {'size MB':>9} {'p50 ms':>8}")
     for n, c in rows.items():
         print(f"{n:16} {c['metrics']['accuracy']:>10.2f} {c['size_bytes'] / 1e6:>9.2f} {statistics.median(p50[n]):>8.2f}")
