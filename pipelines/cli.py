@@ -6,6 +6,7 @@ Exit codes: 0 done (a candidate passed every gate); 1 no candidate passed (all r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -237,13 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.spec import SpecError
 
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        sys.stdout.flush()  # inside the try: a reader that left surfaces here, not at interpreter exit
+        return code
     except (SpecError, DataError, SensitivityError) as e:
         _err(str(e))
         return EXIT_BAD_INPUT
     except StageError as e:
         _err(str(e))
         return EXIT_STAGE_ERROR
+    except BrokenPipeError:  # `lambdaslim report ... | head`: the reader left; nothing is wrong with the run
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return EXIT_OK
 
 
 if __name__ == "__main__":
