@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+LABEL_ALL = 8  # up to this many candidates every point is named
+
 
 def plot_pareto(report: dict, path: Path, title: str) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,13 +30,16 @@ def plot_pareto(report: dict, path: Path, title: str) -> Path:
     if chosen:
         ax.scatter(*xy(chosen), s=[a * 2.2 for a in area(chosen)], facecolors="none", edgecolors="tab:green",
                    linewidths=2.5, label=f"selected ({report['objective']})")
-    for r, dy in zip(rows, _label_offsets(rows)):
+    # Many candidates: name only the frontier and the winner (the table names the rest), or labels overprint.
+    named = rows if len(rows) <= LABEL_ALL else [r for r in rows if r["on_frontier"] or r["selected"]]
+    for r, dy in zip(named, _label_offsets(named)):
         tag = r["label"] + ("" if r["on_frontier"] else " (dominated)")
         ax.annotate(tag, (r["latency_p95_ms"], r["accuracy"]), textcoords="offset points", xytext=(6, dy), fontsize=7)
     ax.set_xlabel("p95 latency (ms, batch 1 at the target's vCPUs)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=10)
-    ax.text(0.99, 0.01, f"marker area ~ size (largest {largest:,.1f} MB)", transform=ax.transAxes, ha="right",
+    unnamed = f"; {len(rows) - len(named)} dominated candidates unlabelled (see pareto.csv)" if len(named) < len(rows) else ""
+    ax.text(0.99, 0.01, f"marker area ~ size (largest {largest:,.1f} MB){unnamed}", transform=ax.transAxes, ha="right",
             va="bottom", fontsize=7, color="dimgray")
     ax.legend(handles=_legend(ax, report["objective"], bool(front), bool(chosen)), fontsize=7, loc="best")
     ax.grid(alpha=0.3)
