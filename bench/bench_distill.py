@@ -44,7 +44,6 @@ def main() -> int:
     student = next((c for c in cands if label(c) == wanted), None) if wanted else cands[-1]
     if student is None:
         raise SystemExit(f"no candidate {wanted!r} in {p.run_dir / 'report.json'}")
-    distilled = next(c for c in cands if c["kind"] == "distill")
     t_report = json.loads((load_pipeline(args.teacher_pipeline).run_dir / "report.json").read_text())
     teacher_onnx = next(c for c in t_report["candidates"] if c["kind"] == "export_onnx")
     if t_report["candidates"][0]["config_key"] != teacher["config_key"]:
@@ -57,7 +56,6 @@ def main() -> int:
     p50 = alternating_p50(arts, texts, p.spec.data.max_length, args.rounds, args.calls)
     rows = {"teacher_pytorch": teacher, "teacher_onnx": teacher_onnx, "student": student}
     drop = teacher["metrics"]["accuracy"] - student["metrics"]["accuracy"]
-    info = distilled["stage_info"]
 
     print(f"lambdaslim distillation benchmark — {time.strftime('%Y-%m-%d')}, {platform.machine()}, 1 thread, "
           f"{args.rounds} rounds x {args.calls} batch-1 calls on SST-2 validation")
@@ -66,10 +64,13 @@ def main() -> int:
     print(f"{'variant':16} {'accuracy %':>10} {'size MB':>9} {'p50 ms':>8}")
     for n, c in rows.items():
         print(f"{n:16} {c['metrics']['accuracy']:>10.2f} {c['size_bytes'] / 1e6:>9.2f} {statistics.median(p50[n]):>8.2f}")
-    print(f"distill: {info['student_layers']} of {info['teacher_layers']} layers, {info['train_steps']} steps, "
-          f"wall time {info['train_minutes']:.1f} min (resumed from step {info['train_resumed_from_step']}); "
-          f"distilled PyTorch student {distilled['metrics']['accuracy']:.2f}%; "
-          f"KD loss {info['kd_loss_before']} -> {info['kd_loss_after']}")
+    distills = [c for c in chain if c["kind"] == "distill"]
+    for d in distills:  # every distillation in the student's chain, with its recorded training time
+        info = d["stage_info"]
+        print(f"{d['stage']}: {info['student_layers']} of {info['teacher_layers']} layers, {info['train_steps']} steps, "
+              f"wall time {info['train_minutes']:.1f} min (resumed from step {info['train_resumed_from_step']}); "
+              f"PyTorch student {d['metrics']['accuracy']:.2f}%; KD loss {info['kd_loss_before']} -> {info['kd_loss_after']}")
+    print(f"distillation wall time in the chain: {sum(d['stage_info']['train_minutes'] for d in distills):.1f} min")
     checks = [
         ("student accuracy drop vs fp32 teacher (pt)", drop, "<=", 2.0),
         ("student size / teacher fp32 ONNX size", student["size_bytes"] / teacher_onnx["size_bytes"], "<=", 0.15),
