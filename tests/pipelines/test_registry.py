@@ -138,3 +138,11 @@ def test_a_variant_winner_is_registered_from_its_own_nested_run(make_project, ml
     assert mv.run_id == sel["mlflow_runs"][report["best"]] and mv.tags["variant"] == report["best"].split("/")[0]
     run = client.get_run(mv.run_id)
     assert run.data.tags["lambdaslim.variant"] == mv.tags["variant"] and client.list_artifacts(mv.run_id, "model")
+
+
+def test_tracking_register_false_keeps_the_registry_empty(make_project, mlflow_uri):
+    file = make_project(STAGES, "tracking:\n  register: false\n")
+    assert main(["run", str(file)]) == 0
+    report = json.loads((file.parents[2] / "artifacts" / "tiny" / "report.json").read_text())
+    assert report["best"] and report["selection"]["registered"] is None
+    assert MlflowClient(tracking_uri=mlflow_uri).search_registered_models() == []
