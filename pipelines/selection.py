@@ -131,7 +131,7 @@ def finish_run(p: "Pipeline", cands: list[Candidate], best: Candidate | None, tr
     files = write_pareto_files(p.run_dir, report, f"{p.name}: accuracy vs p95 latency per candidate")
     tracker.log_files(files)
     line = f"pareto: {len(report['frontier'])} of {len(cands)} candidate(s) on the frontier -> {p.run_dir / 'pareto.png'}"
-    if best is not None and p.spec.tracking.register:
+    if best is not None and p.spec.tracking.register_model:
         tags = version_tags(best, p.name, report["pipeline_file"], p.spec.objective)
         report["registered"] = tracker.register_candidate(p.name, best, tags, tracker.candidate_run(best),
                                                           p.run_dir / "best", report["why"])

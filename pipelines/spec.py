@@ -71,7 +71,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # one path component: names fold
 class TrackingSpec(Strict):
     experiment: str | None = Field(None, pattern=NAME_PATTERN, max_length=100)  # defaults to the pipeline name
     log_models: bool = True
-    register: bool = Field(True, description="register the selected candidate in the MLflow model registry "
+    register_model: bool = Field(True, description="register the selected candidate in the MLflow model registry "
                                              "(a model named after the pipeline, alias lambda-candidate)")
 
 

@@ -140,8 +140,8 @@ def test_a_variant_winner_is_registered_from_its_own_nested_run(make_project, ml
     assert run.data.tags["lambdaslim.variant"] == mv.tags["variant"] and client.list_artifacts(mv.run_id, "model")
 
 
-def test_tracking_register_false_keeps_the_registry_empty(make_project, mlflow_uri):
-    file = make_project(STAGES, "tracking:\n  register: false\n")
+def test_tracking_register_model_false_keeps_the_registry_empty(make_project, mlflow_uri):
+    file = make_project(STAGES, "tracking:\n  register_model: false\n")
     assert main(["run", str(file)]) == 0
     report = json.loads((file.parents[2] / "artifacts" / "tiny" / "report.json").read_text())
     assert report["best"] and report["selection"]["registered"] is None
