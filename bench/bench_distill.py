@@ -19,9 +19,9 @@ from pathlib import Path
 
 from bench.checks import print_checks
 from bench.rounds import alternating_p50, median_ratio
-from compressors import Artifact
-from pipelines.data import load_split
-from pipelines.spec import load_pipeline
+from lambdaslim.compressors import Artifact
+from lambdaslim.data.splits import load_split
+from lambdaslim.spec.load import load_pipeline
 
 
 def main() -> int:
@@ -46,7 +46,7 @@ def main() -> int:
         raise SystemExit(f"no candidate {wanted!r} in {p.run_dir / 'report.json'}")
     t_report = json.loads((load_pipeline(args.teacher_pipeline).run_dir / "report.json").read_text())
     teacher_onnx = next(c for c in t_report["candidates"] if c["kind"] == "export_onnx")
-    if t_report["candidates"][0]["config_key"] != teacher["config_key"]:
+    if t_report["candidates"][0]["stage_key"] != teacher["stage_key"]:
         raise SystemExit("the two runs have different baselines: the teacher ONNX would not be this teacher's")
 
     arts = {"teacher_pytorch": Artifact(Path(teacher["path"]), "pytorch"),

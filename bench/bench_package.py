@@ -21,10 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.checks import print_checks
-from pipelines.data import load_split
-from pipelines.packaging.invoke import invoke_package, invoke_torch_baseline, text_events
-from pipelines.packaging.package import PackageOptions, baseline_model_dir, package
-from pipelines.spec import load_pipeline
+from lambdaslim.data.splits import load_split
+from lambdaslim.packaging.invoke import invoke_package, invoke_torch_baseline, text_events
+from lambdaslim.packaging.package import PackageOptions, baseline_model_dir, package
+from lambdaslim.spec.load import load_pipeline
 
 TARGET_UNZIPPED_MB, TARGET_INIT_S, TARGET_SPEEDUP = 100, 0.8, 8.0
 

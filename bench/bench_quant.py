@@ -22,10 +22,10 @@ from pathlib import Path
 
 
 from bench.checks import print_checks
-from compressors import Artifact
+from lambdaslim.compressors import Artifact
 from bench.rounds import alternating_p50, median_ratio
-from pipelines.benchmarks import measure_accuracy
-from pipelines.spec import load_pipeline
+from lambdaslim.measure.benchmarks import measure_accuracy
+from lambdaslim.spec.load import load_pipeline
 
 
 def report(pipeline: str) -> dict:
@@ -33,7 +33,7 @@ def report(pipeline: str) -> dict:
     file = f"configs/pipelines/{pipeline}.yaml"
     p = load_pipeline(file)
     if not (p.run_dir / "report.json").exists():
-        from pipelines.runner import run_pipeline
+        from lambdaslim.run.runner import run_pipeline
 
         run_pipeline(file)
     return json.loads((p.run_dir / "report.json").read_text())
@@ -74,7 +74,7 @@ def main() -> int:
 
     dyn_r, static_r, fb_r = report("sst2-minilm"), report("sst2-minilm-static"), report("sst2-minilm-fallback")
     p = load_pipeline("configs/pipelines/sst2-minilm.yaml")
-    from pipelines.data import load_split
+    from lambdaslim.data.splits import load_split
 
     ev = load_split(p.resolve(p.spec.data.eval.path))
     pick = lambda r, kind: next(c for c in r["candidates"] if c["kind"] == kind)  # noqa: E731

@@ -4,7 +4,7 @@
    `lambdaslim run` process in a fresh tiny project: refused = exit 2, one stderr line naming the file,
    nothing on stdout, no traceback, nothing written; plus N seeded mutants of valid pipeline and target
    files, judged the same way in-process (valid or refused, nothing else).
-2. fuzz events sent / crashes: generated events (tests/pipelines/reliability.py: fuzz_events) sent to the
+2. fuzz events sent / crashes: generated events (lambdaslim.testing.fuzz: fuzz_events) sent to the
    packaged handler, 1,000 per fresh interpreter; a crash is an interpreter that dies or an event whose
    handler call raises. Good events must get the right labels, bad ones a 4xx with a JSON error.
 3. kill-and-resume trials / identical results: `lambdaslim run` killed with SIGKILL after each progress line
@@ -36,25 +36,21 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.cli import main as cli_main
-from pipelines.tiny import build_tiny_classifier, make_rows, write_tiny_project
-from tests.pipelines import reliability as R
+from lambdaslim.cli import main as cli_main
+from lambdaslim.testing.bad_inputs import (FULL_PIPELINE, FULL_TARGET, Chooser, dump_yaml, full_pipeline_for_target,
+                                           judge, mutate_doc, mutate_text, snapshot)
+from lambdaslim.testing.cli_runs import cli, cli_env, run_cli, run_together, tiny_project
+from lambdaslim.testing.fuzz import fuzz_events
+from lambdaslim.testing.handler_runs import build_task_root, reference_labels, send_events
+from lambdaslim.testing.kill_resume import kill_and_resume
+from lambdaslim.testing.mlflow_runs import mlflow_runs, parents_and_children, tracking_uri
+from lambdaslim.testing.run_outputs import comparable, stage_store_problems
+from lambdaslim.testing.tiny import build_tiny_classifier, make_rows, write_tiny_project
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = sorted((REPO / "tests/pipelines/bad_pipelines").glob("*.yaml")) + sorted(
     (REPO / "tests/pipelines/bad_targets").glob("*.yaml"))
-GOOD_FOR_TARGETS = """name: t
-model:
-  path: models/tiny
-  label_names: [negative, positive]
-data:
-  eval: {path: data/eval.tsv}
-  calibration: {path: data/calib.tsv}
-  max_length: 32
-target: bad-target
-stages:
-  - kind: export_onnx
-"""
+GOOD_FOR_TARGETS = full_pipeline_for_target("bad-target")  # a good pipeline, to try target files with
 
 
 def validation_project(root: Path) -> Path:
@@ -63,7 +59,7 @@ def validation_project(root: Path) -> Path:
     model.mkdir(parents=True)
     (model / "config.json").write_text("{}")
     write_tiny_project(root, "  - kind: export_onnx\n", name="tiny", model_dir=model)
-    (root / "configs" / "targets" / "fuzz-target.yaml").write_text(R.FULL_TARGET)
+    (root / "configs" / "targets" / "fuzz-target.yaml").write_text(FULL_TARGET)
     return root
 
 
@@ -77,10 +73,10 @@ def corpus_case(bad: Path, work: Path) -> tuple[str, str]:
         file.write_text(GOOD_FOR_TARGETS)
     else:
         file.write_bytes(bad.read_bytes())
-    before = R.snapshot(root)
-    res = subprocess.run(R.cli("run", str(file)), cwd=root, env=R.cli_env(root), capture_output=True, text=True,
+    before = snapshot(root)
+    res = subprocess.run(cli("run", str(file)), cwd=root, env=cli_env(root), capture_output=True, text=True,
                          timeout=600)
-    verdict = R.judge(res.returncode, res.stdout, res.stderr, (file, named), wrote=R.snapshot(root) != before)
+    verdict = judge(res.returncode, res.stdout, res.stderr, (file, named), wrote=snapshot(root) != before)
     if "Traceback" in res.stderr:
         verdict = "traceback"
     return f"{bad.parent.name}/{bad.name}", verdict
@@ -96,8 +92,8 @@ def bad_files(work: Path, mutants: int, seed: int) -> dict:
     # Mutants, judged in-process (a process each would take hours): valid or a one-line refusal, nothing else.
     root = validation_project(work / "mutants")
     rng = random.Random(seed)
-    chooser = R.Chooser.seeded(rng)
-    full, target = yaml.safe_load(R.FULL_PIPELINE), yaml.safe_load(R.FULL_TARGET)
+    chooser = Chooser.seeded(rng)
+    full, target = yaml.safe_load(FULL_PIPELINE), yaml.safe_load(FULL_TARGET)
     counts = {"valid": 0, "refused": 0}
     problems = []
     with contextlib.chdir(root):
@@ -106,17 +102,17 @@ def bad_files(work: Path, mutants: int, seed: int) -> dict:
             named = (file,)
             kind = i % 4
             if kind == 0:
-                text = R.dump_yaml(R.mutate_doc(full, chooser)[0])
+                text = dump_yaml(mutate_doc(full, chooser)[0])
             elif kind == 1:
-                text = R.mutate_text(R.FULL_PIPELINE, chooser)[0]
+                text = mutate_text(FULL_PIPELINE, chooser)[0]
             else:
                 t = root / "configs" / "targets" / "mutant-target.yaml"
-                t.write_bytes((R.dump_yaml(R.mutate_doc(target, chooser)[0]) if kind == 2
-                               else R.mutate_text(R.FULL_TARGET, chooser)[0]).encode("utf-8", "surrogatepass"))
-                text, named = GOOD_FOR_TARGETS.replace("bad-target", "mutant-target"), (file, t)
+                t.write_bytes((dump_yaml(mutate_doc(target, chooser)[0]) if kind == 2
+                               else mutate_text(FULL_TARGET, chooser)[0]).encode("utf-8", "surrogatepass"))
+                text, named = full_pipeline_for_target("mutant-target"), (file, t)
             file.write_bytes(text.encode("utf-8", "surrogatepass"))
             keep = {str(f.relative_to(root)) for f in named}
-            before = R.snapshot(root, keep)
+            before = snapshot(root, keep)
             out, err = io.StringIO(), io.StringIO()
             try:
                 with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -124,7 +120,7 @@ def bad_files(work: Path, mutants: int, seed: int) -> dict:
             except Exception:  # noqa: BLE001 - counted and printed: a traceback is what this figure looks for
                 problems.append(f"mutant {i}: {traceback.format_exc(limit=3)}")
                 continue
-            v = R.judge(rc, out.getvalue(), err.getvalue(), named, wrote=R.snapshot(root, keep) != before)
+            v = judge(rc, out.getvalue(), err.getvalue(), named, wrote=snapshot(root, keep) != before)
             if v in counts:
                 counts[v] += 1
             else:
@@ -139,25 +135,25 @@ def bad_files(work: Path, mutants: int, seed: int) -> dict:
 
 
 def fuzz(work: Path, model: Path, events: int, seed: int) -> dict:
-    from compressors import Artifact
-    from compressors.export_onnx import ExportOnnxConfig, export_onnx
-    from compressors.base import StageContext
+    from lambdaslim.compressors import Artifact
+    from lambdaslim.compressors.export_onnx import ExportOnnxConfig, export_onnx
+    from lambdaslim.compressors.base import StageContext
 
     print(f"\n[2] handler fuzzing: {events} events, 1,000 per fresh interpreter")
     texts = [t for t, _ in make_rows(50, 5)]
     best = work / "best"
     export_onnx(ExportOnnxConfig(kind="export_onnx"), Artifact(model, "pytorch"), best,
                 StageContext(sample_texts=texts[:8], max_length=32))
-    task = R.build_task_root(best, work / "task")
+    task = build_task_root(best, work / "task")
     env = {"LAMBDASLIM_MAX_TOKENS": "32", "LAMBDASLIM_MAX_BATCH": "32", "LAMBDASLIM_MAX_TEXT_CHARS": "2000"}
-    all_events = R.fuzz_events(events, seed, texts)
-    expected = R.reference_labels(best, [t for e in all_events if e.texts for t in e.texts], 32)
+    all_events = fuzz_events(events, seed, texts)
+    expected = reference_labels(best, [t for e in all_events if e.texts for t in e.texts], 32)
     totals = {"sent": 0, "processes": 0, "crashes": 0, "good": 0, "good_correct": 0, "bad": 0, "bad_4xx_json": 0,
               "over_6mb": 0, "over_6mb_4xx": 0, "seconds": 0.0}
     problems = []
     for start in range(0, len(all_events), 1000):
         chunk = all_events[start:start + 1000]
-        o = R.send_events(task, chunk, expected, work, env)
+        o = send_events(task, chunk, expected, work, env)
         totals["sent"] += o.sent
         totals["processes"] += 1
         totals["crashes"] += int(o.crashed)
@@ -177,9 +173,9 @@ def fuzz(work: Path, model: Path, events: int, seed: int) -> dict:
 def kill_resume(work: Path, model: Path, random_trials: int, seed: int, lines: list[int] | None) -> dict:
     print("\n[3] kill -9 and resume")
     ref_root = work / "reference"
-    res = R.run_cli(R.tiny_project(ref_root, model), ref_root)
+    res = run_cli(tiny_project(ref_root, model), ref_root)
     assert res.rc == 0, res.stderr[-2000:]
-    reference = R.comparable(json.loads((ref_root / "artifacts/tiny/report.json").read_text()), ref_root)
+    reference = comparable(json.loads((ref_root / "artifacts/tiny/report.json").read_text()), ref_root)
     progress = [i + 1 for i, line in enumerate(res.lines) if line.startswith(("pipeline ", "["))]
     points = [(n, 0.0) for n in (lines or progress)]
     rng = random.Random(seed)
@@ -187,7 +183,7 @@ def kill_resume(work: Path, model: Path, random_trials: int, seed: int, lines: l
     print(f"    uninterrupted run: {res.seconds:.0f} s, {len(res.lines)} lines; {len(points)} kill points")
     trials = []
     for i, (n, delay) in enumerate(points):
-        t = R.kill_and_resume(work / f"trial-{i:02d}", model, reference, n, delay)
+        t = kill_and_resume(work / f"trial-{i:02d}", model, reference, n, delay)
         trials.append(t)
         print(f"    trial {i + 1:2d} kill {t.point:70.70} killed={t.killed!s:5} identical={t.identical!s:5} "
               f"killed-run={t.killed_run_status or 'none':8} mlflow-ok={t.killed_run_closed!s:5} "
@@ -210,14 +206,14 @@ def concurrency(work: Path, model: Path) -> dict:
     started = lost = 0
     for label, names in rounds:
         root = work / label.replace(" ", "-")
-        files = {n: R.tiny_project(root, model, name=n, stages=stages[n]) for n in dict.fromkeys(names)}
+        files = {n: tiny_project(root, model, name=n, stages=stages[n]) for n in dict.fromkeys(names)}
         t0 = time.perf_counter()
-        procs = R.run_together([files[n] for n in names], root)
+        procs = run_together([files[n] for n in names], root)
         started += len(procs)
         round_lost = sum(p.rc != 0 for p in procs)
-        uri = f"sqlite:///{root / 'mlflow.db'}"
+        uri = tracking_uri(root)
         for n in dict.fromkeys(names):
-            parents, children = R.parents_and_children(R.mlflow_runs(uri, n))
+            parents, children = parents_and_children(mlflow_runs(uri, n))
             want_parents = names.count(n)
             want_children = want_parents * (1 + len(stages[n].splitlines()))
             ok_parents = sum(p.info.status == "FINISHED" for p in parents)
@@ -233,7 +229,7 @@ def concurrency(work: Path, model: Path) -> dict:
             except (OSError, ValueError, KeyError) as e:
                 print(f"    CORRUPT output in {run_dir}: {e}")
                 round_lost += 1
-        round_lost += len(R.stage_store_problems(root / "artifacts" / "stages"))
+        round_lost += len(stage_store_problems(root / "artifacts" / "stages"))
         lost += round_lost
         waited = sum(any(line.startswith("waiting for the run of") for line in p.lines) for p in procs)
         print(f"    {label}: {len(procs)} processes, exit codes {[p.rc for p in procs]}, "

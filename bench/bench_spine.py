@@ -18,9 +18,9 @@ from pathlib import Path
 
 from bench.checks import print_checks
 from bench.rounds import alternating_p50, median_ratio
-from compressors import Artifact
-from pipelines.data import load_split
-from pipelines.spec import load_pipeline
+from lambdaslim.compressors import Artifact
+from lambdaslim.data.splits import load_split
+from lambdaslim.spec.load import load_pipeline
 
 
 def main() -> int:

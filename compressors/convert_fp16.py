@@ -15,7 +15,8 @@ from typing import Literal
 import onnx
 from pydantic import Field
 
-from compressors.base import Artifact, StageConfigBase, StageContext, StageError, StageResult, copy_side_files, register
+from lambdaslim.compressors.base import (Artifact, StageConfigBase, StageContext, StageError, StageResult,
+                                         copy_side_files, register)
 
 
 class ConvertFp16Config(StageConfigBase):

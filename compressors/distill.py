@@ -8,7 +8,7 @@ Compression" (EMNLP; intermediate-layer loss, students initialised from teacher 
 
 The student is the stage's input (typically the output of drop_layers), a given directory
 (`student_dir`), or a smaller copy of the teacher's architecture (`student_config`). The teacher is
-the pipeline's model unless `teacher_dir` names another. Training is resumable (compressors.training).
+the pipeline's model unless `teacher_dir` names another. Training is resumable (lambdaslim.compressors.training).
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from compressors.base import Artifact, StageConfigBase, StageContext, StageError, StageResult, copy_side_files, register
-from compressors.training import TrainingSpec, train_loop
+from lambdaslim.compressors.base import (WEIGHT_FILES, Artifact, StageConfigBase, StageContext, StageError,
+                                         StageResult, copy_side_files, register)
+from lambdaslim.compressors.training import TrainingSpec, train_loop
 
-WEIGHT_FILES = (".safetensors", ".bin", ".onnx", ".onnx_data", ".data", ".pt")
 PROBE_TEXTS = 256  # the same texts before and after training show whether the KD loss fell
 
 
@@ -53,7 +53,8 @@ class DistillConfig(StageConfigBase):
         return self
 
 
-@register(DistillConfig, accepts=("pytorch",), produces="pytorch", uses=("train", "teacher"))
+# data.calibration (when declared, else data.train) holds the probe texts its before/after KD loss is measured on.
+@register(DistillConfig, accepts=("pytorch",), produces="pytorch", uses=("train", "teacher", "calibration"))
 def distill(cfg: DistillConfig, inp: Artifact, out: Path, ctx: StageContext) -> StageResult:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from compressors.base import Artifact, StageConfigBase, StageContext, StageError, StageResult, copy_side_files, register
+from lambdaslim.compressors.base import (WEIGHT_FILES, Artifact, StageConfigBase, StageContext, StageError,
+                                         StageResult, copy_side_files, register)
 
 # Where encoder layers live, by model family (BERT/RoBERTa/ELECTRA/XLM-R, DistilBERT).
 LAYER_PATHS = (("encoder", "layer"), ("transformer", "layer"))
@@ -61,7 +62,8 @@ def drop_layers(cfg: DropLayersConfig, inp: Artifact, out: Path, ctx: StageConte
     total = len(layers)
     keep = cfg.keep if cfg.keep is not None else evenly_spaced(total, min(cfg.num_layers, total))
     if max(keep) >= total:
-        raise StageError(f"drop_layers: keep {keep} names layer {max(keep)}, but the model has {total} (0..{total - 1})")
+        raise StageError(f"drop_layers: keep {keep} names layer {max(keep)}, but the model has {total} "
+                         f"(0..{total - 1})")
     before = sum(p.numel() for p in model.parameters())
     setattr(owner, attr, torch.nn.ModuleList([layers[i] for i in keep]))
     for new_index, layer in enumerate(getattr(owner, attr)):  # attention caches index layers by position
@@ -70,7 +72,7 @@ def drop_layers(cfg: DropLayersConfig, inp: Artifact, out: Path, ctx: StageConte
             attn.layer_idx = new_index
     key = "n_layers" if hasattr(model.config, "n_layers") else "num_hidden_layers"
     setattr(model.config, key, len(keep))
-    copy_side_files(inp.path, out, skip=(".safetensors", ".bin", ".onnx", ".onnx_data", ".data"))
+    copy_side_files(inp.path, out, skip=WEIGHT_FILES)
     model.save_pretrained(out, safe_serialization=True)
     after = sum(p.numel() for p in model.parameters())
     return StageResult(Artifact(out, "pytorch"), {

@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from compressors.base import Artifact, StageConfigBase, StageContext, StageError, StageResult, register
+from lambdaslim.compressors.base import Artifact, StageConfigBase, StageContext, StageError, StageResult, register
 
 
 class ExportOnnxConfig(StageConfigBase):
@@ -22,7 +22,7 @@ class ExportOnnxConfig(StageConfigBase):
     max_abs_diff: float = Field(1e-3, gt=0, description="logit difference above which the export is wrong")
 
 
-@register(ExportOnnxConfig, accepts=("pytorch",), produces="onnx")
+@register(ExportOnnxConfig, accepts=("pytorch",), produces="onnx", uses=("samples",))
 def export_onnx(cfg: ExportOnnxConfig, inp: Artifact, out: Path, ctx: StageContext) -> StageResult:
     from optimum.exporters.onnx import main_export
 

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from compressors.base import Artifact, StageConfigBase, StageContext, StageError, StageResult, copy_side_files, register
+from lambdaslim.compressors.base import (Artifact, StageConfigBase, StageContext, StageError, StageResult,
+                                         copy_side_files, register)
 
 
 class OptimizeOnnxConfig(StageConfigBase):

@@ -15,9 +15,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from compressors.base import Artifact, StageConfigBase, StageContext, StageResult, copy_side_files, register
-
-WEIGHT_FILES = (".safetensors", ".bin", ".onnx", ".onnx_data", ".data", ".pt")
+from lambdaslim.compressors.base import (WEIGHT_FILES, Artifact, StageConfigBase, StageContext, StageResult,
+                                         copy_side_files, register)
 
 
 class PruneMagnitudeConfig(StageConfigBase):

@@ -37,11 +37,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from compressors.base import Artifact, StageConfigBase, StageContext, StageError, StageResult, copy_side_files, register
-from compressors.drop_layers import encoder_layers
-from compressors.training import TrainingSpec, train_loop
+from lambdaslim.compressors.base import (WEIGHT_FILES, Artifact, StageConfigBase, StageContext, StageError,
+                                         StageResult, copy_side_files, register)
+from lambdaslim.compressors.drop_layers import encoder_layers
+from lambdaslim.compressors.training import TrainingSpec, train_loop
+from lambdaslim.store.atomic import write_json_atomic
 
-WEIGHT_FILES = (".safetensors", ".bin", ".onnx", ".onnx_data", ".data", ".pt")
 IMPORTANCE_BATCH = 32  # rows per importance batch
 PLAN = "prune-plan.json"  # in the work folder: a resumed recovery prunes exactly as the killed attempt did
 
@@ -93,7 +94,8 @@ def _parts(layer) -> Parts:
     for p in FAMILIES:
         if {*p.qkv, p.attn_out, p.ffn_in, p.ffn_out} <= names:
             return p
-    raise StageError(f"prune_structured: unknown layer layout {type(layer).__name__} (supports BERT-like and DistilBERT)")
+    raise StageError(f"prune_structured: unknown layer layout {type(layer).__name__} "
+                     f"(supports BERT-like and DistilBERT)")
 
 
 def _alive_heads(model, parts: Parts, n_layers: int) -> list[list[int]]:
@@ -212,9 +214,8 @@ def prune_structured(cfg: PruneStructuredConfig, inp: Artifact, out: Path, ctx: 
     if not resumed:
         plan = {"run": ctx.stage_key, "heads": plan_heads(heads, alive, cfg.heads_ratio, cfg.heads_scope),
                 "neurons": plan_neurons(neurons, cfg.neurons_ratio)}
-        if saved is not None and cfg.recovery is not None:
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            saved.write_text(json.dumps(plan))
+        if saved is not None and cfg.recovery is not None:  # renamed into place: a kill never leaves half a plan
+            write_json_atomic(saved, plan)
     model.prune_heads({i: h for i, h in enumerate(plan["heads"]) if h})
     for layer, keep in zip(layers, plan["neurons"]):
         index = torch.tensor(keep, dtype=torch.long)

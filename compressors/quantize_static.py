@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import os
-import shutil
 import io
+import json
+import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Literal
 
@@ -29,11 +27,14 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader
 from pydantic import Field
 
-from compressors.base import Artifact, FallbackSpec, StageConfigBase, StageContext, StageError, StageResult, copy_side_files, register
-from compressors.quantize_dynamic import check_node_names, weight_nodes
+from lambdaslim.compressors.base import (Artifact, NodeSelection, StageConfigBase, StageContext, StageError,
+                                         StageResult, copy_side_files, register)
+from lambdaslim.compressors.onnx_nodes import load_graph, node_names, weight_nodes
+from lambdaslim.measure.peak_memory import PeakDuring
+from lambdaslim.store.atomic import atomic_path, write_json_atomic
 
 
-class QuantizeStaticConfig(StageConfigBase):
+class QuantizeStaticConfig(NodeSelection, StageConfigBase):
     kind: Literal["quantize_static"] = "quantize_static"
     format: Literal["qdq", "qoperator"] = "qdq"
     per_channel: bool = False
@@ -43,29 +44,28 @@ class QuantizeStaticConfig(StageConfigBase):
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     calibration_samples: int = Field(256, gt=0, description="rows of data.calibration (fewer if it has fewer)")
     calibration_batch_size: int = Field(16, gt=0, le=1024)
-    op_types: list[str] | None = Field(None, description="e.g. [MatMul, Gemm]; None = all ORT supports")
-    exclude_nodes: list[str] = []
-    fallback: FallbackSpec | None = None  # read by the runner only: accuracy-aware fallback
-    include_nodes: list[str] | None = Field(None, description="quantize only these nodes (per-node sensitivity)")
+
+
+def _op_types(cfg: QuantizeStaticConfig) -> list[str]:
+    """The op types to quantize: the config's, else every one ORT's quantize_static supports (its default)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(cfg.op_types or set(QLinearOpsRegistry) | set(QDQRegistry))
 
 
 def quantizable_nodes(artifact: Artifact, cfg: QuantizeStaticConfig) -> list[str]:
     """Nodes with a constant weight this config would quantize (op_types, include/exclude applied)."""
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    from onnxruntime.quantization.registry import QLinearOpsRegistry
 
-    model = onnx.load(str(artifact.onnx_file), load_external_data=False)
-    ops = set(cfg.op_types or set(QLinearOpsRegistry) | set(QDQRegistry))  # quantize_static's default
+    ops = set(_op_types(cfg))
     if cfg.format == "qoperator":  # QDQ quantizes any listed op's inputs; QOperator only ops it has kernels for
         ops &= set(QLinearOpsRegistry)
-    return [n for n in weight_nodes(model, ops)
-            if n not in cfg.exclude_nodes and (cfg.include_nodes is None or n in cfg.include_nodes)]
+    return cfg.selected(weight_nodes(load_graph(artifact.onnx_file), ops))
 
 
-@register(QuantizeStaticConfig, accepts=("onnx",), produces="onnx")
+@register(QuantizeStaticConfig, accepts=("onnx",), produces="onnx", uses=("calibration",), nodes=quantizable_nodes)
 def quantize_static(cfg: QuantizeStaticConfig, inp: Artifact, out: Path, ctx: StageContext) -> StageResult:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, save_tensors_data
-    from onnxruntime.quantization import quantize_static as ort_quantize_static
-    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    from onnxruntime.quantization import CalibrationMethod
 
     if ctx.calibration is None:
         raise StageError("quantize_static: no calibration data; the pipeline must declare data.calibration")
@@ -74,59 +74,18 @@ def quantize_static(cfg: QuantizeStaticConfig, inp: Artifact, out: Path, ctx: St
         raise StageError("quantize_static: data.calibration has no rows to calibrate on")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[cfg.calibration_method]
-    op_types = list(cfg.op_types or set(QLinearOpsRegistry) | set(QDQRegistry))  # quantize_static's own default
+    op_types = _op_types(cfg)
     copy_side_files(inp.path, out)
     with tempfile.TemporaryDirectory(prefix=".calib-", dir=out) as tmp:
         model_file, preprocess = _pre_process(inp.onnx_file, Path(tmp) / "pre.onnx")
         model = onnx.load(str(model_file))
-        check_node_names("quantize_static", model, cfg.exclude_nodes, cfg.include_nodes)
+        cfg.check_node_names(node_names(model))
         mask_tensors, mask_nodes = _mask_path(model)
         reader = _TextBatches(inp.path, ctx.calibration.texts[:n], model, cfg.calibration_batch_size, ctx.max_length)
-        # Ranges depend on the input and the calibration only, not on which nodes are excluded: the
-        # fallback's trials and the sensitivity scan reuse them instead of recalibrating each time.
-        cache = _ranges_cache(ctx, inp, cfg, n, op_types)
-        if cache is not None and cache.with_suffix(".meta.json").exists():
-            shutil.copyfile(cache, Path(tmp) / "ranges.json")
-            calib = json.loads(cache.with_suffix(".meta.json").read_text()) | {"calibration_cached": True}
-        else:
-            with _PeakRss() as rss:
-                ranges = _calibrate(model_file, Path(tmp), method, op_types, mask_tensors, reader)
-            save_tensors_data(ranges, Path(tmp) / "ranges.json")
-            # RSS of this process, sampled every 5 ms while calibrating: the peak includes what it held before.
-            calib = {"calibration_batches": reader.batches, "calibration_peak_rss_mb": rss.peak_mb,
-                     "calibration_rss_growth_mb": rss.growth_mb}
-            if cache is not None:
-                # Each file renamed into place whole (a killed or concurrent run never leaves half of one),
-                # the meta file last: it marks the ranges complete.
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                part = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-                shutil.copyfile(Path(tmp) / "ranges.json", part)
-                os.replace(part, cache)
-                meta = cache.with_suffix(".meta.json")
-                part = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
-                part.write_text(json.dumps(calib))
-                os.replace(part, meta)
-        try:
-            ort_quantize_static(
-                model_file, out / "model.onnx", calibration_data_reader=None,
-                calibration_cache_path=Path(tmp) / "ranges.json", calibrate_method=method,
-                quant_format=QuantFormat.QDQ if cfg.format == "qdq" else QuantFormat.QOperator,
-                op_types_to_quantize=op_types, per_channel=cfg.per_channel,
-                activation_type=QuantType.QUInt8 if cfg.activation_type == "quint8" else QuantType.QInt8,
-                weight_type=QuantType.QInt8, nodes_to_quantize=list(cfg.include_nodes or []) or None,
-                nodes_to_exclude=sorted(set(cfg.exclude_nodes) | mask_nodes), use_external_data_format=False,
-                extra_options={"ActivationSymmetric": cfg.activation_symmetric,
-                               "WeightSymmetric": cfg.weight_symmetric,
-                               # Fused graphs carry outputs without type info; FLOAT is their type (optimum#2186).
-                               "DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-        except ValueError as e:
-            if "Unable to get valid quantization scale" not in str(e):
-                raise
-            raise StageError(f"quantize_static: {str(e).splitlines()[0]} (a tensor without a calibrated "
-                             f"range; exclude its node or limit op_types)") from None
-    quantized, qdq_ops = _quantized_nodes(model, onnx.load(str(out / "model.onnx"), load_external_data=False),
-                                         op_types)
+        ranges, cache = Path(tmp) / "ranges.json", _ranges_cache(ctx, inp, cfg, n, op_types)
+        calib = _ranges(model_file, reader, method, op_types, mask_tensors, ranges, cache)
+        _quantize(cfg, model_file, ranges, out / "model.onnx", method, op_types, mask_nodes)
+    quantized, qdq_ops = _quantized_nodes(model, load_graph(out / "model.onnx"), op_types)
     if qdq_ops == 0:  # both formats quantize and dequantize at the edges of every int8 region
         raise StageError(f"quantize_static: no node was quantized ({cfg.format}, op_types={cfg.op_types}, "
                          f"include_nodes={cfg.include_nodes})")
@@ -137,7 +96,56 @@ def quantize_static(cfg: QuantizeStaticConfig, inp: Artifact, out: Path, ctx: St
     return StageResult(Artifact(out, "onnx"), info)
 
 
-def _ranges_cache(ctx: StageContext, inp: Artifact, cfg: QuantizeStaticConfig, n: int, op_types: list[str]) -> Path | None:
+def _ranges(model_file: Path, reader: "_TextBatches", method, op_types: list[str], mask_tensors: set[str], dst: Path,
+            cache: Path | None) -> dict:
+    """Write the calibrated ranges of `model_file` to `dst`, from `cache` when it holds them; return what
+    calibration records. Ranges depend on the input and the calibration only, not on which nodes are
+    excluded: the fallback's trials and the sensitivity scan reuse them instead of recalibrating each time."""
+    from onnxruntime.quantization import save_tensors_data
+
+    if cache is not None and cache.with_suffix(".meta.json").exists():
+        shutil.copyfile(cache, dst)
+        return json.loads(cache.with_suffix(".meta.json").read_text()) | {"calibration_cached": True}
+    with PeakDuring() as rss:
+        save_tensors_data(_calibrate(model_file, dst.parent, method, op_types, mask_tensors, reader), dst)
+    # RSS of this process, sampled every 5 ms while calibrating: the peak includes what it held before.
+    calib = {"calibration_batches": reader.batches, "calibration_peak_rss_mb": rss.peak_mb,
+             "calibration_rss_growth_mb": rss.growth_mb}
+    if cache is not None:
+        # Each file renamed into place whole (a killed or concurrent run never leaves half of one), the meta
+        # file last: it marks the ranges complete.
+        with atomic_path(cache) as part:
+            shutil.copyfile(dst, part)
+        write_json_atomic(cache.with_suffix(".meta.json"), calib)
+    return calib
+
+
+def _quantize(cfg: QuantizeStaticConfig, model_file: Path, ranges: Path, dst: Path, method, op_types: list[str],
+              mask_nodes: set[str]) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    try:
+        ort_quantize_static(
+            model_file, dst, calibration_data_reader=None, calibration_cache_path=ranges, calibrate_method=method,
+            quant_format=QuantFormat.QDQ if cfg.format == "qdq" else QuantFormat.QOperator,
+            op_types_to_quantize=op_types, per_channel=cfg.per_channel,
+            activation_type=QuantType.QUInt8 if cfg.activation_type == "quint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8, nodes_to_quantize=list(cfg.include_nodes or []) or None,
+            nodes_to_exclude=sorted(set(cfg.exclude_nodes) | mask_nodes), use_external_data_format=False,
+            extra_options={"ActivationSymmetric": cfg.activation_symmetric, "WeightSymmetric": cfg.weight_symmetric,
+                           # Fused graphs carry outputs without type info; FLOAT is their type (optimum#2186).
+                           "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    except ValueError as e:
+        if "Unable to get valid quantization scale" not in str(e):
+            raise
+        raise StageError(f"quantize_static: {str(e).splitlines()[0]} (a tensor without a calibrated "
+                         f"range; exclude its node or limit op_types)") from None
+
+
+def _ranges_cache(ctx: StageContext, inp: Artifact, cfg: QuantizeStaticConfig, n: int,
+                  op_types: list[str]) -> Path | None:
     if ctx.cache_dir is None:
         return None
     st = inp.onnx_file.stat()
@@ -273,26 +281,3 @@ class _Once(CalibrationDataReader):
     def get_next(self) -> dict | None:
         feeds, self.feeds = self.feeds, None
         return feeds
-
-
-class _PeakRss:
-    """Peak resident memory of this process, sampled on a thread while the block runs."""
-
-    def __enter__(self):
-        import psutil
-
-        self._proc, self._stop = psutil.Process(), threading.Event()
-        self.start = self.peak = self._proc.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-        self.peak_mb, self.growth_mb = round(self.peak / 2**20, 1), round((self.peak - self.start) / 2**20, 1)

@@ -23,21 +23,20 @@ from typing import Literal
 import onnx
 from pydantic import Field, field_validator
 
-from compressors.base import Artifact, FallbackSpec, StageConfigBase, StageContext, StageError, StageResult, copy_side_files, register
-from compressors.quantize_dynamic import check_node_names
+from lambdaslim.compressors.base import (Artifact, NodeSelection, StageConfigBase, StageContext, StageError,
+                                         StageResult, copy_side_files, register)
+from lambdaslim.compressors.onnx_nodes import FLOATS, load_graph, node_names
 
 
-class QuantizeWeightsInt4Config(StageConfigBase):
+class QuantizeWeightsInt4Config(NodeSelection, StageConfigBase):
     kind: Literal["quantize_weights_int4"] = "quantize_weights_int4"
     block_size: int = Field(32, ge=16, le=256, description="weights per scale along K; a power of 2")
     symmetric: bool = True
     accuracy_level: int | None = Field(None, ge=0, le=4, description="MatMulNBits compute type: 0 unset, "
                                        "1 fp32, 2 fp16, 3 bf16, 4 int8 activations")
+    # Narrows NodeSelection's op_types to the two ops ORT's weight-only int4 quantizer has kernels for.
     op_types: list[Literal["MatMul", "Gather"]] = Field(["MatMul"], min_length=1,
                                                         description="Gather = embedding tables (before optimize_onnx)")
-    exclude_nodes: list[str] = []
-    fallback: FallbackSpec | None = None  # read by the runner only: accuracy-aware fallback
-    include_nodes: list[str] | None = Field(None, description="quantize only these nodes (per-node sensitivity)")
 
     @field_validator("block_size")
     @classmethod
@@ -49,22 +48,20 @@ class QuantizeWeightsInt4Config(StageConfigBase):
 
 def quantizable_nodes(artifact: Artifact, cfg: QuantizeWeightsInt4Config) -> list[str]:
     """Nodes with a constant 2-D weight this config would quantize (op_types, include/exclude applied)."""
-    model = onnx.load(str(artifact.onnx_file), load_external_data=False)
-    return [n for n in _weight_nodes(model, cfg.op_types)
-            if n not in cfg.exclude_nodes and (cfg.include_nodes is None or n in cfg.include_nodes)]
+    return cfg.selected(_weight_nodes(load_graph(artifact.onnx_file), cfg.op_types))
 
 
-@register(QuantizeWeightsInt4Config, accepts=("onnx",), produces="onnx")
-def quantize_weights_int4(cfg: QuantizeWeightsInt4Config, inp: Artifact, out: Path, ctx: StageContext) -> StageResult:
+@register(QuantizeWeightsInt4Config, accepts=("onnx",), produces="onnx", nodes=quantizable_nodes)
+def quantize_weights_int4(cfg: QuantizeWeightsInt4Config, inp: Artifact, out: Path,
+                          ctx: StageContext) -> StageResult:
     from onnxruntime.quantization import QuantFormat
 
     MatMulNBitsQuantizer = _import_quantizer()
     model = onnx.load(str(inp.onnx_file))
-    check_node_names("quantize_weights_int4", model, cfg.exclude_nodes, cfg.include_nodes)
+    cfg.check_node_names(node_names(model))
     candidates = _weight_nodes(model, cfg.op_types)
-    exclude = set(cfg.exclude_nodes)
-    if cfg.include_nodes is not None:  # ORT's nodes_to_include adds to the op types; "only these" is exclusion
-        exclude |= set(candidates) - set(cfg.include_nodes)
+    # ORT's nodes_to_include adds to the op types; "only these" is exclusion of every other candidate.
+    exclude = (set(candidates) - set(cfg.selected(candidates))) | set(cfg.exclude_nodes)
     quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=cfg.block_size, is_symmetric=cfg.symmetric,
                                      accuracy_level=cfg.accuracy_level, nodes_to_exclude=sorted(exclude),
                                      quant_format=QuantFormat.QOperator, op_types_to_quantize=tuple(cfg.op_types))
@@ -104,7 +101,6 @@ WEIGHT_INPUT = {"MatMul": 1, "Gather": 0}  # which input holds the weight: B of 
 
 def _weight_nodes(model: onnx.ModelProto, op_types) -> list[str]:
     """Nodes whose weight is a 2-D float initializer: what MatMulNBits / GatherBlockQuantized can take."""
-    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
-    two_d = {t.name for t in model.graph.initializer if len(t.dims) == 2 and t.data_type in floats}
+    two_d = {t.name for t in model.graph.initializer if len(t.dims) == 2 and t.data_type in FLOATS}
     return [n.name for n in model.graph.node if n.op_type in op_types
             and len(n.input) > WEIGHT_INPUT[n.op_type] and n.input[WEIGHT_INPUT[n.op_type]] in two_d]

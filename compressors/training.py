@@ -1,14 +1,16 @@
-"""A resumable fine-tuning loop shared by the techniques that train (distill, prune_structured's recovery).
+"""A resumable fine-tuning loop shared by everything that trains: the techniques that do (distill,
+prune_structured's recovery) and the baseline fine-tune (lambdaslim.baseline).
 
 Not a technique itself: it registers nothing. AdamW with linear warm-up and decay over `steps`,
 length-bucketed batches whose order depends only on (step, seed), a budget in steps and optionally in
-minutes, and checkpoints in the stage's work folder so an interrupted stage resumes where it stopped
-and ends after the same number of steps an uninterrupted one takes.
+minutes, and checkpoints in a work folder so an interrupted run resumes where it stopped and ends after
+the same number of steps, with the same weights, as an uninterrupted one.
 """
 from __future__ import annotations
 
+import functools
 import math
-import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,11 @@ from typing import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from compressors.base import StageError
+from lambdaslim.compressors.base import StageError
+from lambdaslim.store.atomic import atomic_path
 
 CHECKPOINT = "train-state.pt"
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")  # biases and norm scales: no weight decay
 
 
 class TrainingSpec(BaseModel):
@@ -55,6 +59,30 @@ class TrainStats:
                 f"{prefix}_loss_first": self.loss_first, f"{prefix}_loss_last": self.loss_last}
 
 
+@functools.lru_cache(maxsize=2)
+def _epoch_plan(lengths: tuple[int, ...], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled batches of similar-length texts: SST-2 averages 13 tokens, so padding to the longest
+    of a random batch (~50) would triple the compute per step."""
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 64  # sort within pools of 64 batches: similar lengths, still well mixed
+    batches = []
+    for start in range(0, len(order) - batch_size + 1, pool):
+        chunk = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk) - batch_size + 1, batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def batch_indices(step: int, lengths: tuple[int, ...], batch_size: int, seed: int) -> list[int]:
+    """The batch for `step` depends only on (step, seed), so a resumed run sees the same data."""
+    per_epoch = len(lengths) // batch_size
+    epoch, pos = divmod(step, per_epoch)
+    plan = _epoch_plan(lengths, batch_size, seed, epoch)
+    return plan[pos % len(plan)]
+
+
 def _after_step(step: int) -> None:
     """Called after every optimizer step (tests interrupt a run here)."""
 
@@ -68,9 +96,6 @@ def train_loop(model, loss_fn: Callable, split, tokenizer, spec: TrainingSpec, w
     """
     import torch
     from tqdm import tqdm
-    from transformers import get_linear_schedule_with_warmup
-
-    from pipelines.train_baseline import batch_indices
 
     if split is None or len(split) < spec.batch_size:
         raise StageError(f"{desc}: the train split has {0 if split is None else len(split)} rows, fewer than one "
@@ -81,23 +106,9 @@ def train_loop(model, loss_fn: Callable, split, tokenizer, spec: TrainingSpec, w
     extra = list(extra_params or [])
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     params += [(f"extra.{i}", p) for i, p in enumerate(extra)]
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    optimizer = torch.optim.AdamW([
-        {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": spec.weight_decay},
-        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}], lr=spec.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(spec.warmup_ratio * spec.steps), spec.steps)
-    step, spent = 0, 0.0
+    optimizer, scheduler = _optimizer(params, spec)
     ckpt = work_dir / CHECKPOINT if work_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)  # tensors and plain values only: never runs code
-        if state.get("run") == run_key:
-            model.load_state_dict(state["model"])
-            for p, saved in zip(extra, state["extra"]):
-                p.data.copy_(saved)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            step, spent = state["step"], state["minutes"]
+    step, spent = _resume(ckpt, run_key, model, extra, optimizer, scheduler)
     resumed = step
     lengths = tuple(len(t.split()) for t in split.texts)  # word count: a free proxy for token count
     model.train()
@@ -128,12 +139,39 @@ def train_loop(model, loss_fn: Callable, split, tokenizer, spec: TrainingSpec, w
     return TrainStats(step, spec.steps, resumed, elapsed(), mean(losses[:50]), mean(losses[-50:]))
 
 
+def _optimizer(params: list, spec: TrainingSpec):
+    """AdamW (no decay on biases and norm scales) and its linear warm-up/decay schedule over spec.steps."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW([
+        {"params": [p for n, p in params if not n.endswith(NO_DECAY)], "weight_decay": spec.weight_decay},
+        {"params": [p for n, p in params if n.endswith(NO_DECAY)], "weight_decay": 0.0}], lr=spec.lr)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, math.ceil(spec.warmup_ratio * spec.steps), spec.steps)
+
+
+def _resume(ckpt: Path | None, run_key: str, model, extra, optimizer, scheduler) -> tuple[int, float]:
+    """Load the checkpoint written for `run_key`, if there is one: (steps done, minutes spent), else (0, 0)."""
+    import torch
+
+    if ckpt is None or not ckpt.exists():
+        return 0, 0.0
+    state = torch.load(ckpt, weights_only=True)  # tensors and plain values only: never runs code
+    if state.get("run") != run_key:
+        return 0, 0.0
+    model.load_state_dict(state["model"])
+    for p, saved in zip(extra, state["extra"]):
+        p.data.copy_(saved)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["minutes"]
+
+
 def _save(ckpt: Path, model, extra, optimizer, scheduler, step: int, minutes: float, run_key: str) -> None:
     import torch
 
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt.with_name(f".{ckpt.name}.{os.getpid()}.tmp")
-    torch.save({"model": model.state_dict(), "extra": [p.detach() for p in extra],
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(), "step": step, "minutes": minutes, "run": run_key}, tmp)
-    os.replace(tmp, ckpt)  # a kill mid-write leaves the previous checkpoint whole
+    with atomic_path(ckpt) as tmp:  # a kill mid-write leaves the previous checkpoint whole
+        torch.save({"model": model.state_dict(), "extra": [p.detach() for p in extra],
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "step": step, "minutes": minutes, "run": run_key}, tmp)

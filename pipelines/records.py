@@ -1,12 +1,38 @@
-"""A candidate record: plain data about one artifact, its metrics and its gate verdicts."""
+"""Plain data about a candidate: one artifact, its metrics and its gate verdicts."""
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
+import json
 from pathlib import Path
 
-from pipelines.gates import Verdict
+
+@dataclass(frozen=True)
+class Verdict:
+    gate: str  # accuracy | latency_p95 | size | memory
+    passed: bool
+    value: float
+    limit: float
+    unit: str
+    detail: str = ""
+
+    @property
+    def margin(self) -> float:
+        """How far inside the limit (positive) or beyond it (negative), in `unit`."""
+        return self.limit - self.value
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"margin": round(self.margin, 4)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Verdict":
+        return cls(**{k: v for k, v in d.items() if k != "margin"})
+
+    def describe(self) -> str:
+        rel = "<=" if self.passed else ">"
+        text = f"{self.gate}: {self.value:,.2f} {self.unit} {rel} {self.limit:,.2f} {self.unit}"
+        if not self.passed:
+            text += f" (over by {-self.margin:,.2f} {self.unit})"
+        return text + (f"; {self.detail}" if self.detail else "")
 
 
 @dataclass
@@ -24,7 +50,7 @@ class Candidate:
     gates: list[Verdict] = field(default_factory=list)
     cached: bool = False  # the stage output came from an earlier run
     trial: int | None = None  # accuracy-aware fallback trial number (None for a stage's own result)
-    config_key: str = ""  # full digest of (input, config, code): the next stage's input key
+    stage_key: str = ""  # full digest of everything that produced the artifact: the next stage's input key
     variant: str | None = None  # the pipeline variant it belongs to; None: no variants, or shared by all of them
 
     @property
@@ -52,14 +78,7 @@ class Candidate:
         return cls(**d)
 
 
-def write_json_atomic(path: Path, data) -> None:
-    """Readers never see a half-written file: write beside it, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
 def load_candidates(report_file: Path) -> list[Candidate]:
+    """The candidate records of a run's report.json."""
     data = json.loads(Path(report_file).read_text())
     return [Candidate.from_dict(c) for c in data["candidates"]]

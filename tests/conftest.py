@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from compressors import Artifact, StageContext
-from pipelines.tiny import build_tiny_classifier, make_rows, write_tiny_project
+from lambdaslim.compressors import Artifact, StageContext
+from lambdaslim.testing.tiny import build_tiny_classifier, make_rows, write_tiny_project
 
 # Tests never reach a hub: everything they load is built here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,7 +21,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_model_dir, tmp_path_factory) -> Artifact:
-    from compressors.export_onnx import ExportOnnxConfig, export_onnx
+    from lambdaslim.compressors.export_onnx import ExportOnnxConfig, export_onnx
 
     out = tmp_path_factory.mktemp("tiny_onnx")
     return export_onnx(ExportOnnxConfig(kind="export_onnx"), Artifact(tiny_model_dir, "pytorch"), out,

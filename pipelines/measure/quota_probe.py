@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 
-from .cpu_quota import CpuQuota, quota_support
+from lambdaslim.measure.cpu_quota import CpuQuota, quota_support
 
 STDERR_TAIL = 2000
 

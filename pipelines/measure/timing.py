@@ -37,7 +37,7 @@ def _feed(feeds, i: int):
 
 
 def time_calls(predict: Callable, feeds, runs: int, warmup: int = 0, offset: int = 0,
-               cpu_clock: str = "thread") -> CallTimes:
+               cpu_clock: str = "thread", gap_s: float = 0.0) -> CallTimes:
     """Wall (perf_counter) and CPU time in ms of `runs` calls on feeds[offset:], after `warmup`
     untimed calls. cpu_clock "thread": the calling thread only (ONNX Runtime with one intra-op
     thread runs there); "process": all threads, for multi-threaded pools."""
@@ -51,6 +51,8 @@ def time_calls(predict: Callable, feeds, runs: int, warmup: int = 0, offset: int
     wall, cpu = np.empty(runs), np.empty(runs)
     for i in range(runs):
         f = _feed(feeds, offset + i)
+        if gap_s:  # idle between requests, as a Lambda environment is: a CPU quota refills meanwhile
+            time.sleep(gap_s)
         w0, c0 = time.perf_counter_ns(), cpu_now()
         predict(f)
         c1, w1 = cpu_now(), time.perf_counter_ns()
@@ -64,7 +66,7 @@ def round_order(names: Sequence[str], r: int) -> list[str]:
 
 
 def interleaved_rounds(predictors: dict[str, Callable], feeds, rounds: int, calls_per_round: int,
-                       warmup: int = 0, cpu_clock: str = "thread") -> dict[str, CallTimes]:
+                       warmup: int = 0, cpu_clock: str = "thread", gap_s: float = 0.0) -> dict[str, CallTimes]:
     """Alternate the predictors round by round so each variant sees the same host conditions (and,
     in round r, the same feeds). Each name's calls are concatenated; `round_index` tags each call
     with its round, so `CallTimes.round_medians()` feeds `median_ratio()`."""
@@ -76,7 +78,7 @@ def interleaved_rounds(predictors: dict[str, Callable], feeds, rounds: int, call
     for r in range(rounds):
         for name in round_order(names, r):
             parts[name].append(time_calls(predictors[name], feeds, calls_per_round,
-                                          offset=r * calls_per_round, cpu_clock=cpu_clock))
+                                          offset=r * calls_per_round, cpu_clock=cpu_clock, gap_s=gap_s))
     idx = np.repeat(np.arange(rounds), calls_per_round)
     return {n: CallTimes(np.concatenate([p.wall_ms for p in ps]), np.concatenate([p.cpu_ms for p in ps]),
                          cpu_clock, idx) for n, ps in parts.items()}
@@ -132,6 +134,11 @@ def _latency(times: CallTimes, share: float, threads: int, multiplier_fallback: 
     if multiplier_fallback:
         return times.cpu_ms * math.ceil(share) / share, "cpu_times_ceil_share_over_share"
     return cfs_wall_ms(times.cpu_ms, share), "cfs_quota_100ms"
+
+
+def latency_series(times: CallTimes, share: float, threads: int, multiplier_fallback: bool = False) -> np.ndarray:
+    """The gated estimate of every call, in ms."""
+    return _latency(times, share, threads, multiplier_fallback)[0]
 
 
 def summarize(times: CallTimes, share: float, threads: int, multiplier_fallback: bool = False) -> dict:

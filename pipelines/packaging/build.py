@@ -13,9 +13,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines import lambda_limits as L
-from pipelines.packaging.deps import PackagingError, Pin, fmt_glibc
-from pipelines.packaging.slim import slim
+from lambdaslim.aws import limits as L
+from lambdaslim.packaging.deps import PackagingError, Pin, fmt_glibc
+from lambdaslim.packaging.slim import slim
 
 HERE = Path(__file__).resolve().parent
 HANDLER_FILE = HERE / "handler.py"

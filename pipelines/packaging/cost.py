@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import lambda_limits as L
-from pipelines.targets import thread_plan
+from lambdaslim.aws import limits as L
+from lambdaslim.aws.budgets import thread_plan
 
 MEMORY_SETTINGS_MB = (512, 768, 1024, 1280, 1536, 1769, 2048, 2560, 3008)
 ARCHITECTURES = ("x86_64", "arm64")

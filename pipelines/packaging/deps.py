@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from pipelines.spec import SpecError
-from pipelines.targets import runtime_closure
+from lambdaslim.aws import limits as L
+from lambdaslim.spec.errors import SpecError
+from lambdaslim.packaging.closure import handler_closure
 
 WHEEL_ARCH = {"x86_64": "x86_64", "arm64": "aarch64"}
-NEWEST_LAMBDA_GLIBC = (2, 34)  # Amazon Linux 2023: no Lambda OS has a newer glibc
+NEWEST_LAMBDA_GLIBC = max(g for _, g in L.RUNTIME_OS.values())  # no Lambda OS has a newer glibc
 MANYLINUX2014_GLIBC = (2, 17)
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(\w+)")
@@ -62,7 +63,7 @@ def fmt_glibc(v: tuple[int, int]) -> str:
 
 def runtime_pins(fmt: str = "onnx", extra: tuple[str, ...] = ()) -> list[Pin]:
     """Exact versions of the handler's dependency closure (targets.RUNTIME_DISTRIBUTIONS) plus extras."""
-    dists, missing = runtime_closure(fmt)
+    dists, missing = handler_closure(fmt)
     for name in extra:
         try:
             dists.append(metadata.distribution(name))

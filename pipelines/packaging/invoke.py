@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.packaging.runtime_api import lambda_env
+from lambdaslim.packaging.runtime_api import lambda_env
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "harness.py"

@@ -7,38 +7,28 @@ and cost.png; beside it package-metrics.json (what `dvc metrics` reads) and pack
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import sys
-import tempfile
 import time
 import zipfile
-from importlib import metadata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines import lambda_limits as L
-from pipelines.data import load_split
-from pipelines.packaging import build, cost, deps
-from pipelines.packaging.deps import PackagingError
-from pipelines.packaging.invoke import Invocation, invoke_package, invoke_torch_baseline, text_events
-from pipelines.records import write_json_atomic
-from pipelines.runtime import resolve_model_path
-from pipelines.spec import Pipeline, load_pipeline, project_root
-
-RIC_DISTRIBUTIONS = ("awslambdaric", "simplejson", "snapshot-restore-py")
-MEASURED_MEMORY_MB = {1: L.MB_PER_VCPU, 2: 2 * L.MB_PER_VCPU}  # settings whose handler runs 1 and 2 threads
-BAD_EVENTS = [  # each must be answered with 400 and a JSON error
-    {"inputs": []},
-    {"inputs": 42},
-    {"text": "wrong field"},
-    {"requestContext": {"http": {"method": "POST"}}, "body": "{not json", "isBase64Encoded": False},
-]
-
+from lambdaslim.aws import limits as L
+from lambdaslim.data.splits import load_declared
+from lambdaslim.packaging import build, cost, deps
+from lambdaslim.packaging.deps import PackagingError
+from lambdaslim.packaging.measure import RIC_DISTRIBUTIONS, measure_package
+from lambdaslim.packaging.report import package_metrics, package_report
+from lambdaslim.packaging.request_limits import handler_env
+from lambdaslim.spec.load import load_pipeline
+from lambdaslim.spec.model_ref import model_dir
+from lambdaslim.spec.pipeline import Pipeline, project_root
+from lambdaslim.store.atomic import fresh_temp_dir, replace_dir, write_json_atomic
+from lambdaslim.store.locks import sweep_stale_temps
+from lambdaslim.tracking.tracker import open_tracker
 
 class PackageOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -79,25 +69,24 @@ def package(best_dir: str | Path, opts: PackageOptions = PackageOptions(), progr
     metrics_file = (opts.metrics or run_dir / "package-metrics.json").resolve()
     cost_csv = (opts.cost_csv or run_dir / "package-cost.csv").resolve()
     candidate = json.loads((best_dir / "candidate.json").read_text()) if (best_dir / "candidate.json").is_file() else {}
-    env = {"LAMBDASLIM_MAX_TOKENS": str(p.spec.data.max_length), "LAMBDASLIM_MAX_BATCH": "32",
-           "LAMBDASLIM_MAX_TEXT_CHARS": "2000", "POWERTOOLS_SERVICE_NAME": p.name}
+    env = handler_env(p.spec.data.max_length, p.name)
     name = f"{p.name}/{candidate.get('stage', best_dir.name)}"
     progress(f"package {name}: --format {opts.format}, python{target.python} {arch}, deps from {opts.deps_from}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".package-", dir=out.parent) as tmp:
-        work = Path(tmp)
+    sweep_stale_temps(out.parent)  # what a killed `package` left (its work folder can hold 400 MB)
+    # Named like every temporary of the project, so a killed package's leftovers are swept by the next run.
+    work = fresh_temp_dir(out.parent / f"{out.name}-work")
+    try:
         staged = work / "out"
         staged.mkdir()
         built = _build(best_dir, work, staged, opts.format, target.python, arch, direct_upload, opts.deps_from,
                        env, name, progress)
-        ev = p.spec.data.eval
-        split = load_split(ev.path if ev.path.startswith("hf:") else p.resolve(ev.path), ev.text_column,
-                           ev.label_column, p.spec.model.label_names, limit=ev.limit)
+        split = load_declared(p.spec.data.eval, p.root, p.spec.model.label_names)
         gate = p.spec.gates.latency_p95_ms
-        measured = _measure(built, split, p.spec.model.label_names, opts, target.python, arch, env,
-                            baseline_model_dir(p), work, progress)
-        report = _report(built, candidate, config, opts, env, measured, gate)
+        measured = measure_package(built, split, p.spec.model.label_names, opts, target.python, arch, env,
+                                   baseline_model_dir(p), work, progress)
+        report = package_report(built, candidate, config, opts, env, measured, gate)
         if measured.get("call_ms_by_threads"):
             rows = cost.cost_table(measured.pop("call_ms_by_threads"), measured["package"]["peak_rss_mb"], gate)
             best = cost.recommend(rows, arch)
@@ -109,13 +98,13 @@ def package(best_dir: str | Path, opts: PackageOptions = PackageOptions(), progr
                                       "setting's vCPU share; arm64 priced on the same durations (not measured)",
                               "rows": [asdict(r) for r in rows]}
         write_json_atomic(staged / "report.json", report)
-        _swap_into_place(staged, out)
+        replace_dir(staged, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     report["out"] = str(out)
     write_json_atomic(metrics_file, package_metrics(report))
-    _log_mlflow(p, run_dir, out, report, metrics_file, cost_csv)
-    if opts.registry_model:
-        _attach_to_registry(p, opts.registry_model, candidate.get("config_digest", ""), out, metrics_file, report,
-                            progress)
+    _track(p, run_dir, out, report, metrics_file, cost_csv, opts.registry_model, candidate.get("config_digest", ""),
+           progress)
     return PackageResult(out, report)
 
 
@@ -138,26 +127,11 @@ def _selected_pipeline(run_dir: Path, root: Path) -> Path | None:
     return root / file if file else None
 
 
-def _attach_to_registry(p: Pipeline, name: str, digest: str, out: Path, metrics_file: Path, report: dict,
-                        progress) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from pipelines.registry import attach_package
-    from pipelines.tracking import default_tracking_uri
-
-    client = MlflowClient(tracking_uri=default_tracking_uri(p.root))
-    done = attach_package(client, name, digest, out, metrics_file, package_metrics(report))
-    progress(f"  registry: attached to {name} version {done['version']} (run {done['run_id']})" if done else
-             f"  registry: no version of {name} holds candidate {digest or '?'}; nothing attached")
-
-
 def baseline_model_dir(p: Pipeline) -> Path | None:
-    """The fp32 PyTorch model the pipeline started from (for the torch+transformers handler)."""
-    ref = p.spec.model.path
-    if ref.startswith("hf:"):
+    """The fp32 PyTorch model the pipeline started from (for the torch+transformers handler); None online."""
+    if p.spec.model.path.startswith("hf:"):
         return None
-    resolved = resolve_model_path(ref)
-    d = Path(resolved) if resolved != ref else p.resolve(ref)
+    d = model_dir(p.spec.model.path, p.root)
     return d if (d / "config.json").is_file() else None
 
 
@@ -250,172 +224,28 @@ def _layout_dict(layout: build.Layout) -> dict:
     return d
 
 
-def _measure(built: dict, split, label_names: list[str], opts: PackageOptions, python: str, arch: str, env: dict,
-             baseline: Path | None, work: Path, progress) -> dict:
-    """Fresh-process invocations: the package at 1 and 2 threads, the torch baseline, awslambdaric."""
-    here = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if python != here or deps.WHEEL_ARCH[arch] != os.uname().machine:
-        why = f"the package is for python{python} {arch}; this host runs python{here} {os.uname().machine}"
-        progress(f"  invocation skipped: {why}")
-        return {"skipped": why}
-    root = built["task_root"]
-    texts = [split.texts[i % len(split)] for i in range(opts.calls)]
-    truth = [label_names[int(split.labels[i % len(split)])] for i in range(opts.calls)]
-    events = text_events(texts)
-    runs: dict[int, Invocation] = {}
-    for threads, memory in MEASURED_MEMORY_MB.items():
-        if threads > (os.cpu_count() or 1):
-            continue
-        runs[threads] = invoke_package(root, events + (BAD_EVENTS if threads == 1 else []), memory, python, env)
-    one = runs[1]
-    bad = one.responses[len(events):]
-    one.responses, one.call_ms = one.responses[: len(events)], one.call_ms[: len(events)]
-    pkg = _summary(one, truth)
-    pkg |= {"bad_events_answered_400": all(_is_json_400(r) for r in bad),
-            "sys_path": one.sys_path, "loaded": one.loaded,
-            "powertools_metrics_emitted": '"_aws"' in one.logs and '"CloudWatchMetrics"' in one.logs}
-    if 2 in runs:
-        pkg["two_threads"] = runs[2].latency()
-    progress(f"  package: init {pkg['init_ms']:.0f} ms, warm p50 {pkg['p50_ms']:.2f} ms, "
-             f"peak RSS {pkg['peak_rss_mb']:.0f} MB, torch loaded: {one.loaded['torch']}")
-    result = {"package": pkg, "call_ms_by_threads": {t: r.call_ms[: len(events)] for t, r in runs.items()}}
-    if not opts.torch_baseline:
-        result["torch_baseline"] = {"skipped": "not asked for"}
-    elif baseline is not None:
-        tb = invoke_torch_baseline(baseline, events, MEASURED_MEMORY_MB[1], python)
-        result["torch_baseline"] = _summary(tb, truth) | {"model_dir": str(baseline)}
-        result["init_speedup"] = result["torch_baseline"]["init_ms"] / pkg["init_ms"]
-        agree = [a == b for a, b in zip(one.labels(), tb.labels())]
-        result["label_agreement_with_torch"] = float(np.mean(agree))
-        progress(f"  torch+transformers: init {tb.init_ms:.0f} ms, "
-                 f"warm p50 {result['torch_baseline']['p50_ms']:.2f} ms "
-                 f"-> init {result['init_speedup']:.1f}x faster packaged")
-    else:
-        result["torch_baseline"] = {"skipped": "the pipeline's model is not a local PyTorch directory"}
-    result["awslambdaric"] = _drive_ric(root, events[: opts.ric_calls], python, env, work, built["layout"]["with_ric"])
-    return result
-
-
-def _is_json_400(response: dict) -> bool:
-    body = json.loads(response["body"]) if "body" in response else response
-    return response.get("statusCode") == 400 and isinstance(body.get("error", {}).get("message"), str)
-
-
-def _summary(inv: Invocation, truth: list[str]) -> dict:
-    """Init, warm latency, peak memory, and how many answers match the evaluation labels."""
-    correct = [p is not None and p == [t] for p, t in zip(inv.labels(), truth)]
-    return {"init_ms": inv.init_ms, **inv.latency(), "peak_rss_mb": inv.peak_rss_mb,
-            "accuracy_on_calls": 100 * float(np.mean(correct))}
-
-
-def _drive_ric(root: Path, events: list, python: str, env: dict, work: Path, ric_inside: bool) -> dict:
-    from pipelines.packaging.runtime_api import drive, lambda_env
-
-    if not events:
-        return {"skipped": "--ric-calls 0"}
-    runtime = root if ric_inside else work / "emulated-runtime"  # the managed runtime brings awslambdaric
-    if not ric_inside:
-        try:
-            deps.install_from_venv(list(RIC_DISTRIBUTIONS), runtime)
-        except metadata.PackageNotFoundError as e:
-            return {"skipped": f"awslambdaric is not installed here ({e})"}
-    run = drive(root, runtime, events, lambda_env(MEASURED_MEMORY_MB[1], python, env), log_file=work / "ric.log")
-    ms = np.asarray(run.durations_ms)
-    return {"process_init_ms": run.init_ms, "p50_ms": float(np.percentile(ms, 50)),
-            "p95_ms": float(np.percentile(ms, 95)), "calls": len(ms), "errors": len(run.errors),
-            "ok": sum(r.get("statusCode") == 200 for r in run.responses), "peak_rss_mb": run.peak_rss_mb}
-
-
-def _report(built: dict, candidate: dict, config: dict, opts: PackageOptions, env: dict, measured: dict,
-            gate: float | None) -> dict:
-    layout = built["layout"]
-    return {
-        "candidate": {k: candidate.get(k) for k in ("stage", "kind", "format", "size_bytes", "config_digest")}
-                     | {"metrics": {k: candidate.get("metrics", {}).get(k) for k in ("accuracy", "latency_p95_ms")}},
-        "labels": [config["id2label"][str(i)] for i in range(len(config["id2label"]))],
-        "format": built["format"], "requested_format": built["requested_format"], "reason": built["reason"],
-        "layout": layout,
-        "deployable": not built["problems"],
-        "problems": built["problems"],
-        "runtime": {"source": built["source"], "pins": built["pins"], "wheels": built["wheels"],
-                    "bytecode": built["bytecode"]},
-        "package": built["package"],
-        "environment": env,
-        "handler": "handler.handler",
-        "invocation": measured,
-        "latency_gate_ms": gate,
-    }
-
-
-def package_metrics(report: dict) -> dict:
-    """The figures `dvc metrics` tracks, flat."""
-    inv = report["invocation"]
-    pkg, rec = inv.get("package", {}), (report.get("cost") or {}).get("recommended") or {}
-    r = lambda v, n=3: None if v is None else round(v, n)  # noqa: E731
-    return {
-        "format": report["format"], "deployable": report["deployable"],
-        "package_zipped_bytes": report["package"].get("zip_bytes"),
-        "package_unzipped_bytes": report["package"]["unzipped_bytes"],
-        "init_ms": r(pkg.get("init_ms"), 1), "warm_p50_ms": r(pkg.get("p50_ms")), "warm_p95_ms": r(pkg.get("p95_ms")),
-        "peak_rss_mb": r(pkg.get("peak_rss_mb"), 1),
-        "torch_init_ms": r(inv.get("torch_baseline", {}).get("init_ms"), 1),
-        "init_speedup_vs_torch": r(inv.get("init_speedup"), 2),
-        "recommended_memory_mb": rec.get("memory_mb"),
-        "cost_per_1m_invocations_usd": r(rec.get("cost_per_1m_usd"), 4),
-    }
-
-
-def _swap_into_place(staged: Path, out: Path) -> None:
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(staged, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _log_mlflow(p: Pipeline, run_dir: Path, out: Path, report: dict, metrics_file: Path, cost_csv: Path) -> None:
-    """One `package` run in the pipeline's experiment, nested under its last pipeline run when known."""
-    from mlflow.entities import Metric, Param
-    from mlflow.tracking import MlflowClient
-
-    from pipelines.tracking import default_tracking_uri
-
-    client = MlflowClient(tracking_uri=default_tracking_uri(p.root))
-    experiment = p.spec.tracking.experiment or p.name
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        experiment, artifact_location=(p.root / "mlartifacts" / experiment).resolve().as_uri())
-    tags = {"lambdaslim.pipeline": p.name, "lambdaslim.step": "package", "lambdaslim.format": report["format"]}
-    parent = _parent_run(client, run_dir, exp_id)
-    if parent:
-        tags["mlflow.parentRunId"] = parent
-    run = client.create_run(exp_id, run_name="package", tags=tags)
-    rid, now = run.info.run_id, int(time.time() * 1000)
+def _track(p: Pipeline, run_dir: Path, out: Path, report: dict, metrics_file: Path, cost_csv: Path,
+           registry_model: str | None, config_digest: str, progress) -> None:
+    """One `package` run in the pipeline's experiment (nested under its last run when the store holds it),
+    and the package attached to the registered version that holds the candidate."""
+    tracker = open_tracker(p.root, p.spec.tracking.experiment or p.name)
     layout = report["layout"]
     params = {"format": report["format"], "requested_format": report["requested_format"],
-              "reason": report["reason"][:500],
-              "python": layout["python"], "arch": layout["arch"], "os": layout["os_name"],
-              "base_image": layout["base_image"] or "", "deps_source": report["runtime"]["source"]}
+              "reason": report["reason"][:500], "python": layout["python"], "arch": layout["arch"],
+              "os": layout["os_name"], "base_image": layout["base_image"] or "", "deps_source": report["runtime"]["source"]}
     numbers = {k: float(v) for k, v in package_metrics(report).items() if isinstance(v, (int, float)) and v is not None}
-    client.log_batch(rid, metrics=[Metric(k, v, now, 0) for k, v in numbers.items()],
-                     params=[Param(k, str(v)) for k, v in params.items()])
-    for f in (out / "report.json", out / "manifest.json", out / "cost.png", metrics_file, cost_csv):
-        if f.is_file():
-            client.log_artifact(rid, str(f))
-    client.set_terminated(rid, "FINISHED")
+    parent = _pipeline_run(run_dir)
+    tracker.log_report("package", params, numbers,
+                       [out / "report.json", out / "manifest.json", out / "cost.png", metrics_file, cost_csv],
+                       tags={"lambdaslim.pipeline": p.name, "lambdaslim.step": "package",
+                             "lambdaslim.format": report["format"]}, parent_run_id=parent)
+    if registry_model:
+        done = tracker.attach_package(registry_model, config_digest, out, metrics_file, package_metrics(report))
+        progress(f"  registry: attached to {registry_model} version {done['version']} (run {done['run_id']})"
+                 if done else f"  registry: no version of {registry_model} holds candidate {config_digest or '?'}; "
+                              f"nothing attached")
 
 
-def _parent_run(client, run_dir: Path, exp_id: str) -> str | None:
+def _pipeline_run(run_dir: Path) -> str | None:
     report = run_dir / "report.json"
-    if not report.is_file():
-        return None
-    rid = json.loads(report.read_text()).get("mlflow_run_id")
-    if not rid:
-        return None
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = client.get_run(rid)
-    except MlflowException:  # the pipeline ran against another tracking store
-        return None
-    return rid if run.info.experiment_id == exp_id else None
+    return json.loads(report.read_text()).get("mlflow_run_id") if report.is_file() else None

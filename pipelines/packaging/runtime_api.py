@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from lambdaslim.measure.peak_memory import peak_rss_mb
+
 PREFIX = "/2018-06-01/runtime"
 # Put the task root and the emulated runtime on sys.path, then start awslambdaric as the managed runtime does.
 BOOTSTRAP = ("import runpy, sys; sys.path[:0] = sys.argv[1:3]; sys.argv = ['awslambdaric', sys.argv[3]]; "
@@ -131,7 +133,7 @@ def drive(task_root: Path, runtime_dir: Path, events: list, env: dict[str, str],
                 raise RuntimeError(f"the handler failed its init under awslambdaric: {body.decode(errors='replace')}")
             durations.append((t_done - state.handed_out[got_id]) * 1000)
             (responses if kind == "response" else errors).append(json.loads(body or b"null"))
-        rss = _vm_hwm_mb(proc.pid)
+        rss = peak_rss_mb(proc.pid)
     finally:
         state.events.put(None)
         proc.kill()
@@ -152,11 +154,6 @@ def _next_result(state: _State, proc: subprocess.Popen, timeout_s: float):
             if proc.poll() is not None:
                 raise RuntimeError(f"awslambdaric exited with code {proc.returncode} before answering") from None
     raise TimeoutError(f"no answer from awslambdaric within {timeout_s:.0f} s")
-
-
-def _vm_hwm_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
 
 
 def lambda_env(memory_mb: int, python: str, extra: dict[str, str] | None = None) -> dict[str, str]:

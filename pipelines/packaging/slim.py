@@ -1,7 +1,7 @@
 """Drop what a deployed handler never loads from its installed runtime dependencies.
 
 Stdlib only: copied into container build contexts and run there as `python slim.py DIR`, so the image
-holds the same file tree that was verified locally. targets.runtime_bytes uses the same rules, so the
+holds the same file tree that was verified locally. packaging.closure.handler_bytes uses the same rules, so the
 size budget of the compress stage and the package agree.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ import onnx
 import onnxruntime as ort
 from transformers import AutoTokenizer
 
-from pipelines.tiny import make_rows
+from lambdaslim.testing.tiny import make_rows
 
 
 def onnx_logits(artifact, n: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -4,8 +4,8 @@ import numpy as np
 import onnx
 import pytest
 
-from compressors import StageError
-from compressors.convert_fp16 import ConvertFp16Config, convert_fp16
+from lambdaslim.compressors import StageError
+from lambdaslim.compressors.convert_fp16 import ConvertFp16Config, convert_fp16
 from tests.compressors.helpers import onnx_logits
 from tests.conftest import stage_context
 

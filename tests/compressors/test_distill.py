@@ -5,13 +5,13 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModelForSequenceClassification
 
-import compressors.training
-from compressors import Artifact, StageContext, StageError
-from compressors.distill import DistillConfig, StudentArchitecture, distill, layer_mapping
-from compressors.drop_layers import DropLayersConfig, drop_layers
-from compressors.training import TrainingSpec
-from pipelines.data import Split
-from pipelines.tiny import build_tiny_classifier, make_rows
+import lambdaslim.compressors.training
+from lambdaslim.compressors import TECHNIQUES, Artifact, StageContext, StageError
+from lambdaslim.compressors.distill import DistillConfig, StudentArchitecture, distill, layer_mapping
+from lambdaslim.compressors.drop_layers import DropLayersConfig, drop_layers
+from lambdaslim.compressors.training import TrainingSpec
+from lambdaslim.data.splits import Split
+from lambdaslim.testing.tiny import build_tiny_classifier, make_rows, write_tsv
 from tests.conftest import stage_context
 
 
@@ -73,7 +73,7 @@ def test_an_interrupted_distillation_resumes_and_ends_where_an_uninterrupted_one
         if step == 25:
             raise Interrupted
 
-    monkeypatch.setattr(compressors.training, "_after_step", stop_at_25)
+    monkeypatch.setattr(lambdaslim.compressors.training, "_after_step", stop_at_25)
     with pytest.raises(Interrupted):
         distill(cfg, student, tmp_path / "resumed", context(teacher, tmp_path / "b"))
     monkeypatch.undo()
@@ -91,7 +91,7 @@ def test_a_checkpoint_for_another_configuration_is_ignored(teacher, student, tmp
         if step == 25:
             raise Interrupted
 
-    monkeypatch.setattr(compressors.training, "_after_step", stop_at_25)
+    monkeypatch.setattr(lambdaslim.compressors.training, "_after_step", stop_at_25)
     with pytest.raises(Interrupted):
         distill(cfg, student, tmp_path / "o", context(teacher, tmp_path, key="one"))
     monkeypatch.undo()
@@ -130,7 +130,8 @@ def test_layer_mapping_spreads_student_layers_over_the_teacher():
 
 def test_distill_in_a_pipeline_is_keyed_by_teacher_and_train_and_resumes_after_a_crash(make_project, mlflow_uri,
                                                                                         monkeypatch, capsys):
-    from pipelines.runner import run_pipeline
+    from lambdaslim.run.runner import run_pipeline
+    from lambdaslim.run.session import Session
 
     stages = ("  - kind: drop_layers\n    num_layers: 1\n  - kind: distill\n    training: {steps: 30, batch_size: 16,"
               " lr: 0.002, checkpoint_every: 10, max_length: 32}\n  - kind: export_onnx\n  - kind: quantize_dynamic\n")
@@ -140,7 +141,7 @@ def test_distill_in_a_pipeline_is_keyed_by_teacher_and_train_and_resumes_after_a
         if step == 15:
             raise Interrupted
 
-    monkeypatch.setattr(compressors.training, "_after_step", crash_at_15)
+    monkeypatch.setattr(lambdaslim.compressors.training, "_after_step", crash_at_15)
     with pytest.raises(Interrupted):
         run_pipeline(file)
     monkeypatch.undo()
@@ -154,3 +155,20 @@ def test_distill_in_a_pipeline_is_keyed_by_teacher_and_train_and_resumes_after_a
     assert not any((file.parents[2] / "artifacts" / "stages" / "work").glob("*/*"))  # checkpoints cleaned up
     record = json.loads(next((result.run_dir / "candidates").glob("*-distill.json")).read_text())
     assert record["stage_info"]["student_layers"] == 1
+
+    session = Session.open(file)
+    base = session.baseline()[1]
+
+    def keys(session):  # (drop_layers, distill) stage keys, as a run of the pipeline computes them
+        steps = session.steps()
+        drop = session.stage_key(base, TECHNIQUES["drop_layers"], steps[1].cfg)
+        return drop, session.stage_key(drop, TECHNIQUES["distill"], steps[2].cfg)
+
+    drop, dist = keys(session)
+    assert (drop, dist) == (by_kind["drop_layers"].stage_key, d.stage_key)
+    session._baseline = (session._baseline[0], "another teacher")  # the same input, another teacher
+    other_teacher = keys(session)
+    assert other_teacher[0] == drop and other_teacher[1] != dist
+    write_tsv(file.parents[2] / "data" / "train.tsv", make_rows(512, 14))  # other training rows
+    other_train = keys(Session.open(file))
+    assert other_train[0] == drop and other_train[1] != dist

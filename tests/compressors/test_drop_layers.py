@@ -2,10 +2,10 @@ import pytest
 from pydantic import ValidationError
 from transformers import AutoModelForSequenceClassification
 
-from compressors import Artifact, StageError
-from compressors.drop_layers import DropLayersConfig, drop_layers, evenly_spaced
-from compressors.export_onnx import ExportOnnxConfig, export_onnx
-from pipelines.tiny import build_tiny_classifier
+from lambdaslim.compressors import Artifact, StageError
+from lambdaslim.compressors.drop_layers import DropLayersConfig, drop_layers, evenly_spaced
+from lambdaslim.compressors.export_onnx import ExportOnnxConfig, export_onnx
+from lambdaslim.testing.tiny import build_tiny_classifier
 from tests.compressors.helpers import onnx_logits
 from tests.conftest import stage_context
 

@@ -1,9 +1,10 @@
 import numpy as np
 import onnx
 import pytest
+from pydantic import ValidationError
 
-from compressors import Artifact, StageError
-from compressors.export_onnx import ExportOnnxConfig, export_onnx
+from lambdaslim.compressors import Artifact, StageError
+from lambdaslim.compressors.export_onnx import ExportOnnxConfig, export_onnx
 from tests.compressors.helpers import onnx_logits
 from tests.conftest import stage_context
 
@@ -29,6 +30,6 @@ def test_export_refuses_a_mismatch_beyond_tolerance(tiny_model_dir, tmp_path):
 
 
 def test_opset_range_is_validated():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="opset"):
         ExportOnnxConfig(kind="export_onnx", opset=5)
     assert np.isfinite(ExportOnnxConfig(kind="export_onnx").max_abs_diff)

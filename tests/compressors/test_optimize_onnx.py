@@ -1,6 +1,6 @@
 import numpy as np
 
-from compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
+from lambdaslim.compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
 from tests.compressors.helpers import onnx_logits, op_types
 from tests.conftest import stage_context
 

@@ -4,9 +4,9 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModelForSequenceClassification
 
-from compressors import Artifact
-from compressors.export_onnx import ExportOnnxConfig, export_onnx
-from compressors.prune_magnitude import PruneMagnitudeConfig, prune_magnitude
+from lambdaslim.compressors import Artifact
+from lambdaslim.compressors.export_onnx import ExportOnnxConfig, export_onnx
+from lambdaslim.compressors.prune_magnitude import PruneMagnitudeConfig, prune_magnitude
 from tests.compressors.helpers import onnx_logits
 from tests.conftest import stage_context
 

@@ -8,14 +8,16 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from compressors import REGISTRY, Artifact, StageError, training
-from compressors.export_onnx import ExportOnnxConfig, export_onnx
-from compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
-from compressors.prune_structured import PLAN, PruneStructuredConfig, plan_heads, prune_structured, score_units
-from compressors.training import CHECKPOINT, TrainingSpec
-from pipelines.data import Split
-from pipelines.spec import SpecError, load_pipeline
-from pipelines.tiny import make_rows
+from lambdaslim.compressors import Artifact, StageError, TECHNIQUES, training
+from lambdaslim.compressors.export_onnx import ExportOnnxConfig, export_onnx
+from lambdaslim.compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
+from lambdaslim.compressors.prune_structured import (PLAN, PruneStructuredConfig, plan_heads, prune_structured,
+                                                     score_units)
+from lambdaslim.compressors.training import CHECKPOINT, TrainingSpec
+from lambdaslim.data.splits import Split
+from lambdaslim.spec.errors import SpecError
+from lambdaslim.spec.load import load_pipeline
+from lambdaslim.testing.tiny import make_rows
 from tests.compressors.helpers import onnx_logits, op_types
 from tests.conftest import stage_context
 
@@ -56,7 +58,8 @@ def test_pruning_shrinks_the_parameters_and_the_onnx_file_by_the_removed_rows(ha
     assert info["params_before"] - info["params_after"] == removed
     reloaded = AutoModelForSequenceClassification.from_pretrained(res.artifact.path)
     assert sum(p.numel() for p in reloaded.parameters()) == info["params_after"]
-    assert reloaded.config.intermediate_size == 32 and reloaded.bert.encoder.layer[0].attention.self.query.out_features == 16
+    assert reloaded.config.intermediate_size == 32
+    assert reloaded.bert.encoder.layer[0].attention.self.query.out_features == 16
     saved = tiny_onnx.onnx_file.stat().st_size - onnx.artifact.onnx_file.stat().st_size
     assert 0.95 * 4 * removed < saved < 1.05 * 4 * removed  # fp32: four bytes a parameter
     assert onnx.info["max_abs_diff"] < 1e-4  # the export's own check: ONNX Runtime agrees with PyTorch
@@ -149,7 +152,7 @@ def test_bad_configs_are_refused(fields):
 
 
 def test_data_train_is_needed_only_when_the_stage_reads_it(make_project):
-    tech = REGISTRY["prune_structured"]
+    tech = TECHNIQUES["prune_structured"]
     assert tech.uses_for(PruneStructuredConfig(heads_ratio=0.5, importance="magnitude")) == ()
     assert tech.uses_for(PruneStructuredConfig(heads_ratio=0.5)) == ("train",)
     for extra, needs_train in (("importance: magnitude", False), ("importance: gradient", True),
@@ -166,7 +169,7 @@ def test_data_train_is_needed_only_when_the_stage_reads_it(make_project):
 def test_runner_prunes_exports_and_quantizes_with_every_stage_gated_and_tracked(make_project, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
-    from pipelines.cli import main
+    from lambdaslim.cli import main
 
     file = make_project("  - {kind: prune_structured, heads_ratio: 0.25, neurons_ratio: 0.25, importance_batches: 2,"
                         " recovery: {steps: 4, batch_size: 16}}\n  - kind: export_onnx\n  - kind: quantize_dynamic\n")

@@ -2,9 +2,9 @@ import numpy as np
 import onnx
 import pytest
 
-from compressors import StageError
-from compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
-from compressors.quantize_dynamic import QuantizeDynamicConfig, quantizable_nodes, quantize_dynamic
+from lambdaslim.compressors import StageError
+from lambdaslim.compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
+from lambdaslim.compressors.quantize_dynamic import QuantizeDynamicConfig, quantizable_nodes, quantize_dynamic
 from tests.compressors.helpers import onnx_logits, op_types
 from tests.conftest import stage_context
 
@@ -31,12 +31,15 @@ def test_quantizing_a_fused_graph_works(tiny_onnx, tmp_path):
 def test_op_types_and_exclusions_limit_what_is_quantized(tiny_onnx, tmp_path):
     everything = quantize_dynamic(QuantizeDynamicConfig(kind="quantize_dynamic"), tiny_onnx, tmp_path / "a",
                                   stage_context())
-    first_matmul = next(n.name for n in onnx.load(str(tiny_onnx.onnx_file)).graph.node if n.op_type == "MatMul")
+    nodes = quantizable_nodes(tiny_onnx, QuantizeDynamicConfig(op_types=["MatMul"]))
     fewer = quantize_dynamic(QuantizeDynamicConfig(kind="quantize_dynamic", op_types=["MatMul"],
-                                                   exclude_nodes=[first_matmul]), tiny_onnx, tmp_path / "b",
+                                                   exclude_nodes=[nodes[0]]), tiny_onnx, tmp_path / "b",
                              stage_context())
     assert fewer.info["quantized_nodes"] < everything.info["quantized_nodes"]
-    assert "MatMul" in op_types(fewer.artifact)  # the excluded node stayed fp32
+    fp32 = {n.name for n in onnx.load(str(fewer.artifact.onnx_file)).graph.node if n.op_type == "MatMul"}
+    assert nodes[0] in fp32 and not fp32 & set(nodes[1:])  # the excluded node stayed fp32, the others did not
+    # The embedding tables (Gather) are quantized, and dequantized, only when op_types allows every type.
+    assert "DequantizeLinear" in op_types(everything.artifact) and "DequantizeLinear" not in op_types(fewer.artifact)
 
 
 def test_quantizable_nodes_and_include_nodes(tiny_onnx, tmp_path):

@@ -3,14 +3,15 @@ import dataclasses
 import numpy as np
 import onnx
 import pytest
+from pydantic import ValidationError
 
-from compressors import StageError
-from compressors import quantize_static as qs
-from compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
-from compressors.quantize_static import QuantizeStaticConfig, quantizable_nodes, quantize_static
-from pipelines.cli import main
-from pipelines.data import Split
-from pipelines.tiny import make_rows
+from lambdaslim.compressors import StageError
+from lambdaslim.compressors import quantize_static as qs
+from lambdaslim.compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
+from lambdaslim.compressors.quantize_static import QuantizeStaticConfig, quantizable_nodes, quantize_static
+from lambdaslim.cli import main
+from lambdaslim.data.splits import Split
+from lambdaslim.testing.tiny import make_rows
 from tests.compressors.helpers import onnx_logits, op_types
 from tests.conftest import stage_context
 
@@ -160,12 +161,14 @@ def test_an_empty_calibration_split_is_a_one_line_error(tiny_onnx, tmp_path):
 
 
 def test_config_is_strict():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="calibration_samples"):
         cfg(calibration_samples=0)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="calibration_method"):
         cfg(calibration_method="kl")
-    with pytest.raises(Exception, match="extra"):
+    with pytest.raises(ValidationError, match="extra"):
         cfg(per_chanel=True)
+    with pytest.raises(ValidationError, match="exclude_nodes"):  # strict: a node list, not one name
+        cfg(exclude_nodes="a")
 
 
 def test_pipeline_file_accepts_the_new_kinds(make_project, capsys):

@@ -5,9 +5,10 @@ import onnx
 import pytest
 from pydantic import ValidationError
 
-from compressors import StageError
-from compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
-from compressors.quantize_weights_int4 import QuantizeWeightsInt4Config, quantizable_nodes, quantize_weights_int4
+from lambdaslim.compressors import StageError
+from lambdaslim.compressors.optimize_onnx import OptimizeOnnxConfig, optimize_onnx
+from lambdaslim.compressors.quantize_weights_int4 import (QuantizeWeightsInt4Config, quantizable_nodes,
+                                                          quantize_weights_int4)
 from tests.compressors.helpers import onnx_logits, op_types
 from tests.conftest import stage_context
 
@@ -76,7 +77,7 @@ def test_accuracy_level_is_ort_range():
 
 
 def test_int4_embeddings_shrink_the_table_and_the_graph_still_fuses_and_quantizes(tiny_onnx, tmp_path):
-    from compressors.quantize_dynamic import QuantizeDynamicConfig, quantize_dynamic
+    from lambdaslim.compressors.quantize_dynamic import QuantizeDynamicConfig, quantize_dynamic
 
     emb = quantize_weights_int4(cfg(op_types=["Gather"]), tiny_onnx, tmp_path / "emb", stage_context())
     assert emb.info["gather_int4_nodes"] >= 1 and emb.info["matmulnbits_nodes"] == 0

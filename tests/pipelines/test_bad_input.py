@@ -19,11 +19,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.cli import main
-from pipelines.spec import SpecError, load_pipeline
-from pipelines.tiny import write_tiny_project
-from tests.pipelines.reliability import (FULL_PIPELINE, FULL_TARGET, Chooser, cli, cli_env, dump_yaml, judge,
-                                         mutate_doc, mutate_text, snapshot)
+from lambdaslim.cli import main
+from lambdaslim.spec.errors import SpecError
+from lambdaslim.spec.load import load_pipeline
+from lambdaslim.testing.tiny import write_tiny_project
+from lambdaslim.testing.bad_inputs import (FULL_PIPELINE, FULL_TARGET, Chooser, dump_yaml, judge, mutate_doc,
+                                           mutate_text, snapshot)
+from lambdaslim.testing.cli_runs import cli, cli_env
 from tests.pipelines.test_spec import BAD_PIPELINES, BAD_TARGETS, good_pipeline
 
 FULL, TARGET = FULL_PIPELINE, FULL_TARGET
@@ -202,8 +204,8 @@ def test_model_needing_its_own_code_is_refused_and_its_code_never_runs(project, 
 def test_pickled_weights_are_never_unpickled_with_code(tiny_model_dir, tmp_path):
     """A pytorch_model.bin whose pickle would run a command: transformers loads it with weights_only=True
     (through the same call the runner uses), so loading fails and the command never runs."""
-    from compressors import Artifact
-    from pipelines.runtime import open_predictor
+    from lambdaslim.compressors import Artifact
+    from lambdaslim.measure.predictors import open_predictor
 
     marker = tmp_path / "pickle-ran"
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 
-from pipelines.records import Candidate
-from tests.pipelines.reliability import (mlflow_runs, parents_and_children, run_together, stage_store_problems,
-                                         tiny_project)
+from lambdaslim.records import Candidate
+from lambdaslim.testing.cli_runs import run_together, tiny_project
+from lambdaslim.testing.mlflow_runs import mlflow_runs, parents_and_children
+from lambdaslim.testing.run_outputs import stage_store_problems
 
 ALPHA = "  - kind: export_onnx\n  - kind: quantize_dynamic\n"
 BETA = "  - kind: export_onnx\n  - kind: optimize_onnx\n"

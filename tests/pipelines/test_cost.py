@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from pipelines import lambda_limits as L
-from pipelines.packaging import cost
+from lambdaslim.aws import limits as L
+from lambdaslim.packaging import cost
 
 X86_MS_128 = 0.0000166667 * 128 / 1024 / 1000  # USD per ms at 128 MB
 ARM_MS_128 = 0.0000133334 * 128 / 1024 / 1000

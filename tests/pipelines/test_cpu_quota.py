@@ -10,12 +10,7 @@ import time
 
 import pytest
 
-try:  # the package is being renamed: pipelines/ -> the `lambdaslim` namespace
-    from lambdaslim.measure import cpu_quota, quota_probe, timing
-except ModuleNotFoundError as e:
-    if e.name != "lambdaslim":
-        raise
-    from pipelines.measure import cpu_quota, quota_probe, timing
+from lambdaslim.measure import cpu_quota, quota_probe, timing
 
 REASON = cpu_quota.quota_support()
 needs_cgroup = pytest.mark.skipif(REASON is not None, reason=f"no CPU quota on this host: {REASON}")

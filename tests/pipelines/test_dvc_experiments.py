@@ -2,7 +2,7 @@
 `file:key.path=value` override changes it, and `dvc exp show` lists the run's metrics."""
 import json
 
-from pipelines.spec import load_pipeline
+from lambdaslim.spec.load import load_pipeline
 from tests.pipelines.test_dvc import _sh, dvc_repo
 
 PIPELINE = "configs/pipelines/tiny.yaml"
@@ -46,5 +46,4 @@ def test_dvc_exp_run_set_param_changes_the_pipeline_file(make_project, tmp_path,
     params = exp["data"]["params"][PIPELINE]["data"]
     assert params["gates"]["accuracy"]["max_drop"] == 0.5 and params["stages"][1]["per_channel"] is True
     metrics = exp["data"]["metrics"]["artifacts/tiny/metrics.json"]["data"]
-    assert set(metrics["stages"]) == {"baseline", "export_onnx", "quantize_dynamic"}
-    assert metrics["selected"]["stage"] in metrics["stages"]
+    assert metrics["candidates"] == 3 and metrics["winner"] in {"export_onnx", "quantize_dynamic"}

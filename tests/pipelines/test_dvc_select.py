@@ -68,7 +68,7 @@ def test_dvc_repro_selects_across_pipelines_then_does_nothing_on_rerun(make_proj
 
     metrics = json.loads(_sh(["dvc", "metrics", "show", "--json"], repo, env))
     data = next(iter(metrics.values()))["data"]["artifacts/selected/metrics.json"]["data"]
-    assert data["selected"]["stage"] == sel["winner"]["stage"]
+    assert data["winner"] == sel["winner"]["label"] and data["runs_without_winner"] == 0
     out = tmp_path / "plots"
     shown = _sh(["dvc", "plots", "show", "-o", str(out)], repo, env)
     assert (out / "index.html").exists(), shown

@@ -8,10 +8,10 @@ import random
 
 import numpy as np
 
-from compressors import Artifact
-from pipelines.benchmarks import predict_logits
-from pipelines.cli import main
-from pipelines.tiny import FILLER, NEGATIVE, POSITIVE, build_tiny_classifier, write_tiny_project, write_tsv
+from lambdaslim.compressors import Artifact
+from lambdaslim.measure.benchmarks import predict_logits
+from lambdaslim.cli import main
+from lambdaslim.testing.tiny import FILLER, NEGATIVE, POSITIVE, build_tiny_classifier, write_tiny_project, write_tsv
 
 STAGES = """  - kind: export_onnx
   - kind: quantize_dynamic
@@ -70,8 +70,8 @@ def test_sensitivity_command_writes_one_row_per_quantizable_node(make_project, m
     file = make_project("  - kind: export_onnx\n  - kind: quantize_dynamic\n")
     assert main(["sensitivity", str(file), "--stage", "quantize_dynamic"]) == 0
     run_dir = file.parents[2] / "artifacts" / "tiny"
-    from compressors import Artifact
-    from compressors.quantize_dynamic import QuantizeDynamicConfig, quantizable_nodes
+    from lambdaslim.compressors import Artifact
+    from lambdaslim.compressors.quantize_dynamic import QuantizeDynamicConfig, quantizable_nodes
 
     exported = next((run_dir.parent / "stages").glob("export_onnx-*"))
     nodes = quantizable_nodes(Artifact(exported, "onnx"), QuantizeDynamicConfig(kind="quantize_dynamic"))

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from pipelines.gates import Verdict, accuracy_gate, all_passed, ceiling_gate
+from lambdaslim.records import Verdict
+from lambdaslim.run.gates import accuracy_gate, ceiling_gate
 
 
 @pytest.mark.parametrize("value, baseline, max_drop, relative, passed, drop, allowed", [
@@ -87,9 +88,3 @@ def test_to_dict_round_trip(verdict):
     assert set(d) == {"gate", "passed", "value", "limit", "unit", "detail", "margin"}
     assert Verdict.from_dict(d) == verdict
     assert Verdict.from_dict(json.loads(json.dumps(d))) == verdict
-
-
-def test_all_passed():
-    ok, bad = ceiling_gate("size", 1, 2, "MB"), ceiling_gate("size", 3, 2, "MB")
-    assert all_passed([ok, ok]) and all_passed([])
-    assert not all_passed([ok, bad])

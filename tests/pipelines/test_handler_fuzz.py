@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.records import Candidate, write_json_atomic
-from pipelines.tiny import make_rows
-from tests.pipelines.reliability import (build_task_root, fuzz_events, reference_labels, send_events)
+from lambdaslim.records import Candidate
+from lambdaslim.store.atomic import write_json_atomic
+from lambdaslim.testing.tiny import make_rows
+from lambdaslim.testing.fuzz import fuzz_events
+from lambdaslim.testing.handler_runs import build_task_root, reference_labels, send_events
 
 EVENTS, SEED, MAX_TOKENS = 1200, 7, 32
 ENV = {"LAMBDASLIM_MAX_TOKENS": str(MAX_TOKENS), "LAMBDASLIM_MAX_BATCH": "32", "LAMBDASLIM_MAX_TEXT_CHARS": "2000"}

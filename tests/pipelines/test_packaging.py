@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compressors import Artifact
-from pipelines.cli import main
-from pipelines.packaging import build, deps
-from pipelines.packaging.deps import PackagingError
-from pipelines.packaging.invoke import invoke_package, text_events
-from pipelines.packaging.package import PackageOptions, package
-from pipelines.records import Candidate, write_json_atomic
-from pipelines.runtime import open_predictor
-from pipelines.tiny import make_rows, write_tiny_project
+from lambdaslim.compressors import Artifact
+from lambdaslim.cli import main
+from lambdaslim.packaging import build, deps
+from lambdaslim.packaging.deps import PackagingError
+from lambdaslim.packaging.invoke import invoke_package, text_events
+from lambdaslim.packaging.package import PackageOptions, package
+from lambdaslim.records import Candidate
+from lambdaslim.store.atomic import write_json_atomic
+from lambdaslim.measure.predictors import open_predictor
+from lambdaslim.testing.tiny import make_rows, write_tiny_project
 
 STAGES = "  - kind: export_onnx\n"
 
@@ -267,7 +268,7 @@ def test_container_layout_follows_the_wheels_glibc():
 
 
 def test_slim_rules_keep_what_imports_need():
-    from pipelines.packaging.slim import is_pruned
+    from lambdaslim.packaging.slim import is_pruned
 
     for kept in ("onnxruntime/capi/onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so",
                  "numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so", "numpy.libs/libscipy_openblas64_.so",
@@ -284,3 +285,26 @@ def test_handler_scores_are_softmax_of_the_model_logits(unzipped, project):
     inv = invoke_package(unzipped, [{"inputs": texts}, {"inputs": texts[1]}], 1769, "3.11")
     batch, alone = inv.responses[0]["predictions"][1]["scores"], inv.responses[1]["predictions"][0]["scores"]
     assert np.allclose(list(batch.values()), list(alone.values()), atol=1e-5)
+
+
+def test_the_gated_accuracy_is_what_the_packaged_handler_serves(unzipped, tiny_onnx, tmp_path):
+    """Dynamic int8 computes activation scales per call: the accuracy that gates a candidate is computed
+    one request at a time, exactly as the handler answers them."""
+    from lambdaslim.compressors.quantize_dynamic import QuantizeDynamicConfig, quantize_dynamic
+    from lambdaslim.data.splits import Split
+    from lambdaslim.measure.benchmarks import measure_accuracy, predict_logits
+    from tests.conftest import stage_context
+
+    int8 = quantize_dynamic(QuantizeDynamicConfig(kind="quantize_dynamic"), tiny_onnx, tmp_path / "int8",
+                            stage_context()).artifact
+    task = tmp_path / "task"
+    shutil.copytree(unzipped, task)
+    shutil.copy2(int8.onnx_file, task / "model" / "model.onnx")
+    rows = make_rows(60, 123)
+    texts, labels = [t for t, _ in rows], np.array([y for _, y in rows])
+    served = [p[0] for p in invoke_package(task, text_events(texts), 1769, "3.11").labels()]
+    id2label = json.loads((int8.path / "config.json").read_text())["id2label"]
+    gated = [id2label[str(i)] for i in predict_logits(int8, texts, 32, 1, 1).argmax(-1)]
+    assert served == gated
+    acc = measure_accuracy(int8, Split(texts, labels), 32, 1, 1)["accuracy"]
+    assert acc == round(100 * float(np.mean([s == id2label[str(y)] for s, y in zip(served, labels)])), 4)

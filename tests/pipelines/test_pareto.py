@@ -4,10 +4,10 @@ import io
 
 import pytest
 
-from pipelines.gates import Verdict
-from pipelines.pareto import dominates, frontier, run_entries, selection_report, to_csv, to_markdown, why_not
-from pipelines.records import Candidate
-from pipelines.selection import select_best
+from lambdaslim.records import Verdict
+from lambdaslim.select.pareto import dominates, frontier, run_entries, selection_report, to_csv, to_markdown, why_not
+from lambdaslim.records import Candidate
+from lambdaslim.select.best import select_best
 
 
 def cand(stage: str, acc: float, p95: float, mb: float, fails: str | None = None) -> Candidate:
@@ -105,3 +105,37 @@ def test_no_winner():
     rep = selection_report(run_entries("p", cands), None, "latency")
     assert rep["selected"] is None and rep["why"] == "no candidate passed every gate"
     assert rep["candidates"][0]["reason"] == "failed gate latency_p95 by 5.00 ms"
+
+
+def timed(stage: str, p95: float, mb: float, spread: float = 0.0, acc: float = 90.0) -> Candidate:
+    c = cand(stage, acc, p95, mb)
+    c.metrics["latency_p95_spread_ms"] = spread
+    return c
+
+
+TIE_CASES = {
+    # (candidates, objective, winner): a p95 difference inside the noise never decides; size does.
+    "0.13 ms apart at 3.6 ms is noise: the smaller wins": ([("student", 3.48, 13.3), ("pruned", 3.61, 11.9)],
+                                                           "latency", "pruned"),
+    "a real latency difference still decides": ([("fast", 3.0, 13.3), ("slow", 3.61, 11.9)], "latency", "fast"),
+    "a wide measured spread widens the tolerance": ([("a", 3.0, 13.3, 0.7), ("b", 3.61, 11.9, 0.2)],
+                                                    "latency", "b"),
+    "size objective: size is exact, latency ties go to accuracy": ([("a", 3.0, 11.9), ("b", 3.1, 11.9)],
+                                                                   "size", "a"),
+}
+
+
+@pytest.mark.parametrize("rows,objective,winner", TIE_CASES.values(), ids=TIE_CASES.keys())
+def test_ties_within_noise_go_to_the_next_figure(rows, objective, winner):
+    cands = [timed(*r) for r in rows]
+    assert select_best(cands, objective).stage == winner
+
+
+def test_the_report_says_when_latency_was_a_tie():
+    cands = [timed("student", 3.48, 13.3), timed("pruned", 3.61, 11.9)]
+    entries = run_entries("p", cands)
+    rep = selection_report(entries, entries[1], "latency")
+    rows = {r["label"]: r for r in rep["candidates"]}
+    assert "latency_p95_ms tied within noise (0.13 ms apart" in rows["student"]["reason"]
+    assert "larger by 1.40 MB" in rows["student"]["reason"]
+    assert "next: student, latency_p95_ms tied within noise" in rep["why"]

@@ -5,11 +5,11 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from pipelines.cli import main
-from pipelines.gates import Verdict
-from pipelines.records import Candidate
-from pipelines.registry import ALIAS, attach_package, version_tags
-from pipelines.tracking import MlflowTracker
+from lambdaslim.cli import main
+from lambdaslim.records import Verdict
+from lambdaslim.records import Candidate
+from lambdaslim.tracking.model_registry import ALIAS, attach_package, version_tags
+from lambdaslim.tracking.tracker import MlflowTracker
 
 STAGES = "  - kind: export_onnx\n  - kind: quantize_dynamic\n"
 GRID = """  - kind: export_onnx

@@ -3,7 +3,7 @@ uninterrupted run; a half-written stage is never taken for a finished one; the M
 left RUNNING is closed as KILLED and linked from the run that resumed; the baseline trainer resumes from
 its checkpoint, loaded with weights_only=True.
 
-Every run here is the real CLI in a fresh interpreter (tests/pipelines/reliability.py), killed for real.
+Every run here is the real CLI in a fresh interpreter (lambdaslim.testing.cli_runs), killed for real.
 """
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compressors import REGISTRY
-from pipelines.locks import process_alive, sweep_stale_temps
-from pipelines.records import write_json_atomic
-from pipelines.runner import Session
-from pipelines.tiny import make_rows, write_tsv
-from pipelines.tracking import MlflowTracker
-from tests.pipelines.reliability import (comparable, kill_and_resume, mlflow_runs, parents_and_children, run_cli,
-                                         stage_store_problems, tiny_project)
+from lambdaslim.compressors import TECHNIQUES
+from lambdaslim.store.locks import process_alive, sweep_stale_temps
+from lambdaslim.store.atomic import write_json_atomic
+from lambdaslim.run.session import Session
+from lambdaslim.testing.tiny import make_rows, write_tsv
+from lambdaslim.tracking.tracker import MlflowTracker
+from lambdaslim.testing.cli_runs import run_cli, tiny_project
+from lambdaslim.testing.kill_resume import kill_and_resume
+from lambdaslim.testing.mlflow_runs import mlflow_runs, parents_and_children
+from lambdaslim.testing.run_outputs import comparable, stage_store_problems
 
 
 def dead_pid() -> int:
@@ -92,7 +94,7 @@ def test_half_written_stage_is_never_taken_for_a_finished_one(make_project, tmp_
     s = Session.open(file)
     step = s.steps()[1]
     model, key = s.baseline()
-    out = s.stage_store / f"export_onnx-{s.stage_key(key, REGISTRY['export_onnx'], step.cfg)[:16]}"
+    out = s.stage_store / f"export_onnx-{s.stage_key(key, TECHNIQUES['export_onnx'], step.cfg)[:16]}"
     # What a process killed mid-stage leaves (a temporary folder), and a folder at the final name that no
     # finished stage wrote (no stage.json: e.g. copied in by hand, or by a tool that died half-way).
     stale = out.with_name(f".{out.name}.tmp-{dead_pid()}")
@@ -111,14 +113,15 @@ def test_half_written_stage_is_never_taken_for_a_finished_one(make_project, tmp_
 
 def test_sweep_removes_only_what_dead_processes_left(tmp_path):
     dead, alive = dead_pid(), os.getpid()
-    names = [f".export_onnx-0123.tmp-{dead}", f".report.json.{dead}.tmp", f".best.old-{dead}",
-             f".export_onnx-0123.tmp-{alive}", f".plots.csv.{alive}.tmp", "export_onnx-0123", ".lock", "report.json"]
+    # every temporary is named by store.atomic.temp_path: .<final name>.tmp-<pid> (.old-<pid> while swapped out)
+    names = [f".export_onnx-0123.tmp-{dead}", f".report.json.tmp-{dead}", f".best.old-{dead}",
+             f".export_onnx-0123.tmp-{alive}", f".plots.csv.tmp-{alive}", "export_onnx-0123", ".lock", "report.json"]
     for n in names:
         (tmp_path / n).mkdir() if "export" in n or "best" in n else (tmp_path / n).write_text("x")
     (tmp_path / "candidates").mkdir()
-    (tmp_path / "candidates" / f".01-export_onnx.json.{dead}.tmp").write_text("{")
+    (tmp_path / "candidates" / f".01-export_onnx.json.tmp-{dead}").write_text("{")
     removed = {p.relative_to(tmp_path).as_posix() for p in sweep_stale_temps(tmp_path, depth=1)}
-    assert removed == {names[0], names[1], names[2], f"candidates/.01-export_onnx.json.{dead}.tmp"}
+    assert removed == {names[0], names[1], names[2], f"candidates/.01-export_onnx.json.tmp-{dead}"}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:] + ["candidates"])
 
 
@@ -143,7 +146,7 @@ def _run(client, exp, name, status, tags, parent=None):
 
 
 def test_runs_of_dead_processes_are_killed_others_left_alone(tmp_path):
-    from pipelines.locks import hostname, process_started
+    from lambdaslim.store.locks import hostname, process_started
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = MlflowTracker(uri, "tiny", tmp_path / "mlartifacts")
@@ -192,10 +195,12 @@ def _train_params(root: Path, model_dir: Path, steps: int, every: int, threads: 
 
 
 def _train(params: Path, kill_at_checkpoint: bool = False) -> tuple[int | None, str]:
+    from lambdaslim.compressors.training import CHECKPOINT
+
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.train_baseline", str(params)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "lambdaslim.baseline", str(params)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    state = params.parent / "out.checkpoint" / "state.pt"
+    state = params.parent / "out.work" / CHECKPOINT
     if kill_at_checkpoint:
         deadline = time.monotonic() + 600
         while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -212,61 +217,74 @@ def _weights(folder: Path) -> dict:
     return load_file(str(folder / "model.safetensors"))
 
 
+def _metrics(root: Path) -> dict:
+    return json.loads((root / "metrics.json").read_text())
+
+
 def test_training_killed_after_a_checkpoint_resumes_to_the_same_weights(tiny_model_dir, tmp_path):
     import numpy as np
+
+    from lambdaslim.compressors.training import CHECKPOINT
 
     steps, every = 400, 20
     straight = _train_params(tmp_path / "straight", tiny_model_dir, steps, every)
     rc, out = _train(straight)
     assert rc == 0, out[-2000:]
+    assert _metrics(straight.parent)["resumed_from_step"] == 0
 
     params = _train_params(tmp_path / "killed", tiny_model_dir, steps, every)
     rc, out = _train(params, kill_at_checkpoint=True)
     assert rc == -signal.SIGKILL, f"training ended before the kill ({rc}): {out[-2000:]}"
-    assert (params.parent / "out.checkpoint" / "state.pt").is_file() and not (params.parent / "out").exists()
+    assert (params.parent / "out.work" / CHECKPOINT).is_file() and not (params.parent / "out").exists()
     rc, out = _train(params)
     assert rc == 0, out[-2000:]
-    resumed_at = int(out.split("resuming from checkpoint at step ")[1].split()[0])
-    assert 0 < resumed_at < steps and resumed_at % every == 0
+    metrics = _metrics(params.parent)
+    resumed_at = metrics["resumed_from_step"]
+    assert 0 < resumed_at < steps and resumed_at % every == 0 and metrics["steps"] == steps
+    assert f"resumed from the checkpoint at step {resumed_at}" in out
 
     a, b = _weights(tmp_path / "straight" / "out"), _weights(tmp_path / "killed" / "out")
     assert a.keys() == b.keys()
     worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
     assert worst < 1e-5, f"resumed weights differ from an uninterrupted run's by {worst}"
-    assert not (tmp_path / "killed" / "out.checkpoint").exists()  # removed once the model is in place
-    assert json.loads((tmp_path / "killed" / "metrics.json").read_text())["steps"] == steps
+    assert not (tmp_path / "killed" / "out.work").exists()  # removed once the model is in place
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == [  # no temporary folder or file left
+        "eval.tsv", "metrics.json", "out", "params.yaml", "train.tsv"]
 
 
 def test_checkpoint_of_another_configuration_is_not_resumed(tiny_model_dir, tmp_path, capsys):
     import torch
 
-    from pipelines.train_baseline import load_config, train
+    from lambdaslim.baseline import load_config, train
+    from lambdaslim.compressors.training import CHECKPOINT
 
     params = _train_params(tmp_path, tiny_model_dir, steps=4, every=2, threads=0)  # 0: leave torch's threads alone
-    ckpt = tmp_path / "out.checkpoint"
-    ckpt.mkdir()
-    torch.save({"run": "another configuration", "step": 3}, ckpt / "state.pt")
-    train(load_config(params))
+    (tmp_path / "out.work").mkdir()
+    torch.save({"run": "another configuration", "step": 3}, tmp_path / "out.work" / CHECKPOINT)
+    metrics = train(load_config(params))
+    assert metrics["resumed_from_step"] == 0 and metrics["steps"] == 4 and _metrics(tmp_path) == metrics
     out = capsys.readouterr().out
-    assert "written for another configuration; starting over" in out and "resuming" not in out
+    assert "written for other settings" in out and "resumed" not in out
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
 def test_checkpoint_loads_with_weights_only(tiny_model_dir, tmp_path):
-    """What _save_checkpoint writes is tensors and plain values: torch.load(weights_only=True) reads it."""
+    """What the training loop's checkpoint holds is tensors and plain values: torch.load(weights_only=True)
+    reads it, and it is renamed into place (no temporary file is left)."""
     import torch
     from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
-    from pipelines.train_baseline import _save_checkpoint
+    from lambdaslim.compressors.training import CHECKPOINT, _save
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(input_ids=torch.tensor([[2, 7, 3]]), labels=torch.tensor([1])).loss.backward()
     opt.step()
     sched = get_linear_schedule_with_warmup(opt, 2, 10)
-    _save_checkpoint(tmp_path, model, opt, sched, 5, "key")
-    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    _save(tmp_path / "work" / CHECKPOINT, model, [], opt, sched, 5, 0.5, "key")
+    state = torch.load(tmp_path / "work" / CHECKPOINT, weights_only=True)
     assert state["step"] == 5 and state["run"] == "key" and state["optimizer"]["state"]
+    assert [p.name for p in (tmp_path / "work").iterdir()] == [CHECKPOINT]
 
 
 # ------------------------------------------------------------------------------------------ calibration
@@ -280,8 +298,8 @@ def test_static_quantization_resumes_from_cached_calibration_ranges(tiny_onnx, t
 
     import numpy as np
 
-    from compressors.quantize_static import QuantizeStaticConfig, quantize_static
-    from pipelines.data import Split
+    from lambdaslim.compressors.quantize_static import QuantizeStaticConfig, quantize_static
+    from lambdaslim.data.splits import Split
     from tests.conftest import stage_context
 
     rows = make_rows(64, 12)

@@ -5,11 +5,11 @@ import shutil
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipelines.cli import main
-from pipelines.crossselect import RunInfo, baselines
-from pipelines.packaging.package import PackageOptions, _pipeline
-from pipelines.registry import ALIAS
-from pipelines.tiny import write_tiny_project
+from lambdaslim.cli import main
+from lambdaslim.select.across_runs import RunInfo, baselines
+from lambdaslim.packaging.package import PackageOptions, _pipeline
+from lambdaslim.tracking.model_registry import ALIAS
+from lambdaslim.testing.tiny import write_tiny_project
 
 PIPELINES = {"dyn": "  - kind: export_onnx\n  - kind: quantize_dynamic\n",
              "static": "  - kind: export_onnx\n  - kind: quantize_static\n    calibration_samples: 32\n"}
@@ -47,10 +47,13 @@ def test_select_picks_across_runs_copies_logs_and_registers(runs, capsys, monkey
     reports = {n: json.loads((root / "artifacts" / n / "report.json").read_text()) for n in PIPELINES}
     passing = [c for r in reports.values() for c in r["candidates"] if c["passed"]]
     best = json.loads((out / "best" / "candidate.json").read_text())
-    assert best["metrics"]["latency_p95_ms"] == min(c["metrics"]["latency_p95_ms"] for c in passing)
+    fastest = min(passing, key=lambda c: c["metrics"]["latency_p95_ms"])["metrics"]
+    noise = max(0.05 * best["metrics"]["latency_p95_ms"], best["metrics"]["latency_p95_spread_ms"],
+                0.05 * fastest["latency_p95_ms"], fastest["latency_p95_spread_ms"])
+    assert best["metrics"]["latency_p95_ms"] <= fastest["latency_p95_ms"] + noise + 1e-4  # ties go to size
     assert best["config_digest"] == win["config_digest"] and (out / "best" / "model.onnx").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["selected"]["stage"] == win["stage"] and metrics["same_baseline"] is True
+    assert metrics["winner"] == win["label"] and metrics["runs_without_winner"] == 0
     assert (out / "pareto.csv").is_file() and (out / "pareto.png").is_file()
 
     client = MlflowClient(tracking_uri=uri)
@@ -80,7 +83,7 @@ def test_runs_from_different_baselines_are_judged_by_their_own_gates(runs, tmp_p
     report = json.loads((other / "report.json").read_text())
     report["pipeline"] = "static-other-model"
     for c in report["candidates"]:  # as if it had started from another model
-        c["config_key"], c["config_digest"] = "other-" + c["config_key"], "other-" + c["config_digest"]
+        c["stage_key"], c["config_digest"] = "other-" + c["stage_key"], "other-" + c["config_digest"]
     (other / "report.json").write_text(json.dumps(report))
     out = tmp_path / "selected"
     assert main(["select", str(root / "artifacts/dyn"), str(other), "--out", str(out), "--objective", "size",
@@ -101,7 +104,7 @@ def test_baselines_note():
 
 
 def _baseline(digest):
-    from pipelines.records import Candidate
+    from lambdaslim.records import Candidate
 
     return Candidate(stage="baseline", kind="baseline", index=0, path="", format="pytorch", size_bytes=1,
                      config_digest=digest, config={})

@@ -7,7 +7,7 @@ The bad-input corpus lives in bad_pipelines/ and bad_targets/. Each file starts 
 
 where <yaml.path> is `-` for problems with the file itself (syntax, empty, not a mapping, not text),
 whose messages carry no YAML path. A line holding `# <-` is the line the error must point at.
-Relative paths in corpus files refer to a project laid out like pipelines.tiny.write_tiny_project
+Relative paths in corpus files refer to a project laid out like lambdaslim.testing.tiny.write_tiny_project
 makes it (models/tiny, data/eval.tsv, data/calib.tsv, configs/targets/x86-1769mb-zip.yaml).
 """
 from __future__ import annotations
@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.cli import main
-from pipelines.spec import SpecError, load_pipeline, project_root
-from pipelines.tiny import write_tiny_project
+from lambdaslim.cli import main
+from lambdaslim.spec.errors import SpecError
+from lambdaslim.spec.load import load_pipeline
+from lambdaslim.spec.pipeline import project_root
+from lambdaslim.testing.tiny import write_tiny_project
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent

@@ -7,9 +7,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from pipelines import lambda_limits as L
-from pipelines import targets as T
-from pipelines.targets import Budgets, LambdaTarget, budgets_for, runtime_bytes, thread_plan
+from lambdaslim.aws import limits as L
+from lambdaslim.aws import budgets as B
+from lambdaslim.aws.budgets import Budgets, budgets_for, thread_plan
+from lambdaslim.aws.targets import LambdaTarget
+from lambdaslim.packaging.closure import handler_bytes
 
 REPO_TARGETS = sorted((Path(__file__).parent.parent.parent / "configs" / "targets").glob("*.yaml"))
 
@@ -64,7 +66,7 @@ def test_thread_plan(vcpus, host, threads, scale):
 
 @pytest.mark.parametrize("cpu_count, threads", [(1, 1), (2, 2), (64, 4), (None, 1)])
 def test_thread_plan_defaults_to_this_hosts_cores(monkeypatch, cpu_count, threads):
-    monkeypatch.setattr(T.os, "cpu_count", lambda: cpu_count)
+    monkeypatch.setattr(B.os, "cpu_count", lambda: cpu_count)
     assert thread_plan(4.0) == (threads, 1.0)
 
 
@@ -80,13 +82,13 @@ CONTAINER_LIMIT = (10_240 - 600) * 1_000_000
 ])
 @pytest.mark.parametrize("fmt", ["onnx", "pytorch"])
 def test_budgets_for(memory_mb, package_type, arch, limit, fmt, monkeypatch):
-    monkeypatch.setattr(T.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(B.os, "cpu_count", lambda: 16)
     t = target(memory_mb, package_type, architecture=arch)
     b = budgets_for(t, fmt)
     assert isinstance(b, Budgets)
     assert b.package_limit_bytes == limit
-    assert b.runtime_bytes == runtime_bytes(fmt)
-    assert b.size_ceiling_bytes == limit - runtime_bytes(fmt)
+    assert b.handler_bytes == handler_bytes(fmt)
+    assert b.size_ceiling_bytes == limit - handler_bytes(fmt)
     assert b.memory_limit_mb == memory_mb
     assert b.vcpus == t.vcpus
     assert (b.threads, b.latency_scale) == thread_plan(t.vcpus, 16)
@@ -100,7 +102,7 @@ def test_container_ceiling_exceeds_zip_ceiling():
 
 
 def test_runtime_bytes_order():
-    onnx, pytorch = runtime_bytes("onnx"), runtime_bytes("pytorch")
+    onnx, pytorch = handler_bytes("onnx"), handler_bytes("pytorch")
     assert pytorch > onnx > 0
     # The ONNX runtime of a zip target leaves room for a model; PyTorch's does not fit a zip at all.
     assert budgets_for(target(1769), "onnx").size_ceiling_bytes > 0

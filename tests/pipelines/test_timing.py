@@ -7,12 +7,7 @@ import time
 import numpy as np
 import pytest
 
-try:  # the package is being renamed: pipelines/ -> the `lambdaslim` namespace
-    from lambdaslim.measure import timing
-except ModuleNotFoundError as e:
-    if e.name != "lambdaslim":
-        raise
-    from pipelines.measure import timing
+from lambdaslim.measure import timing
 
 FEED = {"input_ids": np.zeros((1, 8), dtype=np.int64)}
 
