@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from lambdaslim.aws.budgets import budgets_for
 from lambdaslim.compressors.base import Artifact
 from lambdaslim.data.splits import load_declared
 from lambdaslim.measure.benchmarks import measure_latency
+from lambdaslim.measure.latency_worker import LatencyWorker
 from lambdaslim.records import Candidate
 from lambdaslim.run.gates import evaluate_gates
 from lambdaslim.select.best import select_best
@@ -30,20 +32,21 @@ REFERENCE = ("configs/pipelines/sst2-minilm.yaml", "configs/pipelines/sst2-minil
 FIGURES = ("latency_p95_ms", "wall_p95_ms", "latency_p50_ms", "wall_p50_ms")
 
 
-def measure_both(p, cands: list[Candidate], runs: int) -> dict[str, dict[str, dict]]:
+def measure_both(p, cands: list[Candidate], runs: int, burners: int | None) -> dict[str, dict[str, dict]]:
     """condition -> candidate label -> latency figures; quiet and loaded alternate candidate by candidate."""
     texts = load_declared(p.spec.data.eval, p.root, p.spec.model.label_names).texts
     base = Artifact(Path(cands[0].path), cands[0].format)
     out: dict[str, dict[str, dict]] = {"quiet": {}, "loaded": {}}
-    for c in cands:
-        b = budgets_for(p.target, c.format)
-        art = Artifact(Path(c.path), c.format)
-        args = (art, texts, p.spec.data.max_length, b.threads, b.vcpus, runs, p.spec.benchmark.warmup_runs,
-                None if c.index == 0 else base)
-        out["quiet"][c.label] = measure_latency(*args)
-        with cpu_burners():
-            time.sleep(1.0)  # let the burners reach full speed
-            out["loaded"][c.label] = measure_latency(*args)
+    with LatencyWorker(p.target.vcpus, os.cpu_count() or 1) as worker:  # as a run measures: one process
+        for c in cands:
+            b = budgets_for(p.target, c.format)
+            art = Artifact(Path(c.path), c.format)
+            args = (art, texts, p.spec.data.max_length, b.threads, b.vcpus, runs, p.spec.benchmark.warmup_runs,
+                    None if c.index == 0 else base, worker)
+            out["quiet"][c.label] = measure_latency(*args)
+            with cpu_burners(burners):
+                time.sleep(1.0)  # let the burners reach full speed
+                out["loaded"][c.label] = measure_latency(*args)
     return out
 
 
@@ -64,6 +67,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pipelines", nargs="+", default=list(REFERENCE))
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--burners", type=int, default=None, help="busy processes (default: one per core but one)")
     args = ap.parse_args()
     equal = total = sel_equal = 0
     ratios: dict[str, list[float]] = {f: [] for f in FIGURES}
@@ -72,7 +76,7 @@ def main() -> int:
         p = load_pipeline(file)
         report = json.loads((p.run_dir / "report.json").read_text())
         cands = [Candidate.from_dict(c) for c in report["candidates"] if c.get("trial") is None]
-        measured = measure_both(p, cands, args.runs)
+        measured = measure_both(p, cands, args.runs, args.burners)
         quiet, loaded = verdicts(p, cands, measured["quiet"]), verdicts(p, cands, measured["loaded"])
         for q, lo in zip(quiet, loaded):
             same = [v.passed for v in q.gates] == [v.passed for v in lo.gates]
