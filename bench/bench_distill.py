@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.checks import print_checks
 from bench.rounds import alternating_p50, median_ratio
 from lambdaslim.compressors import Artifact
-from lambdaslim.data.splits import load_split
+from lambdaslim.data.splits import load_declared
 from lambdaslim.spec.load import load_pipeline
 
 
@@ -52,7 +52,7 @@ def main() -> int:
     arts = {"teacher_pytorch": Artifact(Path(teacher["path"]), "pytorch"),
             "teacher_onnx": Artifact(Path(teacher_onnx["path"]), "onnx"),
             "student": Artifact(Path(student["path"]), student["format"])}
-    texts = load_split(p.resolve(p.spec.data.eval.path)).texts
+    texts = load_declared(p.spec.data.eval, p.root, p.spec.model.label_names).texts
     p50 = alternating_p50(arts, texts, p.spec.data.max_length, args.rounds, args.calls)
     rows = {"teacher_pytorch": teacher, "teacher_onnx": teacher_onnx, "student": student}
     drop = teacher["metrics"]["accuracy"] - student["metrics"]["accuracy"]

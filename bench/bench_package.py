@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.checks import print_checks
-from lambdaslim.data.splits import load_split
+from lambdaslim.data.splits import load_declared
 from lambdaslim.packaging.invoke import invoke_package, invoke_torch_baseline, text_events
 from lambdaslim.packaging.package import PackageOptions, baseline_model_dir, package
 from lambdaslim.spec.load import load_pipeline
@@ -55,7 +55,7 @@ def main() -> int:
         with zipfile.ZipFile(result.out / "function.zip") as zf:
             zf.extractall(task)
         sizes = _breakdown(json.loads((result.out / "manifest.json").read_text())["files"])
-        events = text_events(load_split(p.resolve(p.spec.data.eval.path)).texts[:20])
+        events = text_events(load_declared(p.spec.data.eval, p.root, p.spec.model.label_names).texts[:20])
         inits = defaultdict(list)
         runners = {"package": lambda: invoke_package(task, events, memory, p.target.python, report["environment"]),
                    "torch": lambda: invoke_torch_baseline(baseline, events, memory, p.target.python)}

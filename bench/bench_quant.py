@@ -74,20 +74,20 @@ def main() -> int:
 
     dyn_r, static_r, fb_r = report("sst2-minilm"), report("sst2-minilm-static"), report("sst2-minilm-fallback")
     p = load_pipeline("configs/pipelines/sst2-minilm.yaml")
-    from lambdaslim.data.splits import load_split
+    from lambdaslim.data.splits import load_declared
 
-    ev = load_split(p.resolve(p.spec.data.eval.path))
+    ev = load_declared(p.spec.data.eval, p.root, p.spec.model.label_names)
     pick = lambda r, kind: next(c for c in r["candidates"] if c["kind"] == kind)  # noqa: E731
     base = pick(dyn_r, "baseline")
     dynamic, static = pick(dyn_r, "quantize_dynamic"), pick(static_r, "quantize_static")
     best = next(c for c in dyn_r["candidates"] if c["stage"] == dyn_r["best"])
     with tempfile.TemporaryDirectory() as tmp:
         recipe, note = optimum_recipe(p.resolve(p.spec.model.path), Path(tmp))
-        recipe_acc = measure_accuracy(recipe, ev, 128, 32, 1)["accuracy"]
+        recipe_acc = measure_accuracy(recipe, ev, p.spec.data.max_length, p.spec.benchmark.batch_size, 1)["accuracy"]
         arts = {"dynamic_int8": Artifact(Path(dynamic["path"]), "onnx"),
                 "static_int8": Artifact(Path(static["path"]), "onnx"),
                 "lambdaslim_best": Artifact(Path(best["path"]), best["format"]), "optimum_recipe": recipe}
-        p50 = alternating_p50(arts, ev.texts, 128, args.rounds, args.calls)
+        p50 = alternating_p50(arts, ev.texts, p.spec.data.max_length, args.rounds, args.calls)
         names = list(arts)
     ratio = lambda a, b: median_ratio(p50, a, b)  # noqa: E731
     acc = {"dynamic_int8": dynamic["metrics"]["accuracy"], "static_int8": static["metrics"]["accuracy"],

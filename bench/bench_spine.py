@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.checks import print_checks
 from bench.rounds import alternating_p50, median_ratio
 from lambdaslim.compressors import Artifact
-from lambdaslim.data.splits import load_split
+from lambdaslim.data.splits import load_declared
 from lambdaslim.spec.load import load_pipeline
 
 
@@ -37,7 +37,7 @@ def main() -> int:
     base, fp32, int8 = by_kind["baseline"], by_kind["export_onnx"], by_kind["quantize_dynamic"]
     variants = {name: Artifact(Path(c["path"]), c["format"]) for name, c in
                 [("pytorch_fp32", base), ("onnx_fp32", fp32), ("onnx_int8", int8)]}
-    texts = load_split(p.resolve(p.spec.data.eval.path)).texts
+    texts = load_declared(p.spec.data.eval, p.root, p.spec.model.label_names).texts
     p50 = alternating_p50(variants, texts, p.spec.data.max_length, args.rounds, args.calls, args.threads)
     speedup = median_ratio(p50, "pytorch_fp32", "onnx_int8")
     speedup_fp32 = median_ratio(p50, "pytorch_fp32", "onnx_fp32")
