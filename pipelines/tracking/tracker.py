@@ -26,8 +26,10 @@ from lambdaslim.tracking.store import default_tracking_uri, store_lock
 __all__ = ["MlflowTracker", "NullTracker", "Tracker", "default_tracking_uri"]
 
 # Figures every candidate run carries under the same name (stage-specific extras are `stage.*`).
+# latency_* are gated (from CPU time under the target's quota); wall_* and cpu_* are what they come from.
 BENCHMARK_METRICS = ("accuracy", "macro_f1", "size_bytes", "size_mb", "latency_p50_ms", "latency_p95_ms",
-                     "latency_p99_ms", "latency_mean_ms", "peak_rss_mb", "init_s")
+                     "latency_p99_ms", "latency_mean_ms", "latency_p95_spread_ms", "wall_p50_ms", "wall_p95_ms",
+                     "cpu_p50_ms", "cpu_p95_ms", "peak_rss_mb", "peak_rss_typical_mb", "init_s")
 
 
 def _gate_tags(cand: Candidate) -> dict:
