@@ -34,4 +34,5 @@ def test_verdicts_hold_with_a_cpu_burner_on_every_other_core(make_project):
     assert [[v.passed for v in c.gates] for c in loaded] == expected
     for q, lo in zip(quiet, loaded):
         assert lo.metrics["conditions"]["quota_applied"] == q.metrics["conditions"]["quota_applied"]
-        assert lo.metrics["latency_p95_ms"] < 1.5 * q.metrics["latency_p95_ms"]  # CPU time barely moves
+        # CPU time barely moves (p50: a sub-millisecond call's p95 is a handful of calls, noisy by itself)
+        assert lo.metrics["latency_p50_ms"] < 1.5 * q.metrics["latency_p50_ms"]
