@@ -20,6 +20,7 @@ from lambdaslim.store.atomic import write_json_atomic
 from lambdaslim.store.digest import digest_json
 from lambdaslim.store.keys import RUNTIME_LIBRARIES, code_digest, library_versions
 
+OVERLOADED_PER_CORE = 2.0
 MEASURING_CODE = ("lambdaslim.measure.benchmarks", "lambdaslim.measure.latency_probe", "lambdaslim.measure.memprobe")
 
 
@@ -41,8 +42,9 @@ def conditions_hold(cached: dict) -> bool:
         return False
     if was.get("quota_applied") != (quota_support() is None) and was.get("quota_reason") != "share >= host cores":
         return False
-    cores = os.cpu_count() or 1
-    return was.get("host_load_1m", 0) <= cores or os.getloadavg()[0] > cores
+    # Overloaded: more runnable work than twice the cores (a run's own measuring processes alone reach ~2).
+    limit = OVERLOADED_PER_CORE * (os.cpu_count() or 1)
+    return was.get("host_load_1m", 0) <= limit or os.getloadavg()[0] > limit
 
 
 def measure_candidate(artifact: Artifact, split: Split, p, cache_dir: Path, artifact_key: str,
