@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -40,11 +41,17 @@ def conditions_hold(cached: dict) -> bool:
     was = cached.get("conditions") or {}
     if not was:
         return False
-    if was.get("quota_applied") != (quota_support() is None) and was.get("quota_reason") != "share >= host cores":
+    if was.get("quota_applied") != _quota_possible() and was.get("quota_reason") != "share >= host cores":
         return False
     # Overloaded: more runnable work than twice the cores (a run's own measuring processes alone reach ~2).
     limit = OVERLOADED_PER_CORE * (os.cpu_count() or 1)
     return was.get("host_load_1m", 0) <= limit or os.getloadavg()[0] > limit
+
+
+@lru_cache(maxsize=1)
+def _quota_possible() -> bool:
+    """Once per process: quota_support() creates and removes a probe cgroup, too much for every cache read."""
+    return quota_support() is None
 
 
 def measure_candidate(artifact: Artifact, split: Split, p, cache_dir: Path, artifact_key: str,
